@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` (set up, run the default workflow, write the report)
+# and `make test` (set up, run every test). Both install what they need on a fresh Debian machine.
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+SNAKEMAKE := $(VENV)/bin/snakemake
+CORES ?= all
+
+.PHONY: demo test setup system-packages sweeps report
+
+demo: setup
+	$(SNAKEMAKE) --cores $(CORES)
+	$(SNAKEMAKE) --report results/report.html
+	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
+
+test: setup
+	$(VENV)/bin/pytest -ra
+
+sweeps: setup
+	$(SNAKEMAKE) --cores $(CORES) sweeps
+
+report: setup
+	$(SNAKEMAKE) --report results/report.html
+
+setup: system-packages $(VENV)/.installed
+
+# clang traces the kernels (SanitizerCoverage), valgrind is the second tracer, graphviz draws the
+# rule graph; slurm and munge let the tests bring up a real single-node cluster.
+system-packages:
+	@missing=""; \
+	for tool in clang valgrind dot slurmctld slurmd sbatch munged; do \
+		command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			clang valgrind graphviz slurmctld slurmd slurm-client munge >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -e ".[workflow,test]"
+	touch $@

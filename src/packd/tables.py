@@ -1,0 +1,165 @@
+"""The paper's tables, built from the per-model metrics JSON files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MAIN_COLUMNS = [
+    "app",
+    "arch",
+    "method",
+    "f1",
+    "f1_at_0.5",
+    "precision",
+    "recall",
+    "params",
+    "bytes",
+    "compression",
+    "threshold",
+    "protocol",
+]
+METHOD_ORDER = ["teacher", "packd_teachers", "packd", "standard_kd", "no_kd"]
+STUDENT_METHODS = ["packd", "standard_kd", "no_kd"]
+
+
+def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
+    """The metrics JSON of each evaluated model."""
+    return [json.loads(Path(path).read_text()) for path in paths]
+
+
+def main_table(metrics: Sequence[dict]) -> pd.DataFrame:
+    """Long form: a row per app, arch, method and protocol (validation first, then the authors')."""
+    rows = []
+    for entry in metrics:
+        shared = {
+            "app": entry["app"],
+            "arch": entry["arch"],
+            "method": entry["method"],
+            "f1_at_0.5": entry["f1_at_0.5"],
+            "params": entry["params"],
+            "bytes": entry["bytes"],
+            "latency_b1_us": 1e6 * entry["latency_b1_s"],
+            "latency_b1024_us": 1e6 * entry["latency_b1024_s"],
+            "trained_on": ",".join(entry["trained_on"]),
+        }
+        rows.append(
+            {
+                **shared,
+                "f1": entry["f1"],
+                "precision": entry["precision"],
+                "recall": entry["recall"],
+                "threshold": entry["threshold"],
+                "protocol": "validation",
+            }
+        )
+        rows.append(
+            {
+                **shared,
+                "f1": entry["test_selected_f1"],
+                "precision": entry["test_selected_precision"],
+                "recall": entry["test_selected_recall"],
+                "threshold": entry["test_selected_threshold"],
+                "protocol": "test_selected",
+            }
+        )
+    table = pd.DataFrame(rows)
+    teacher_params = table[table["method"] == "teacher"].groupby(["app", "arch"])["params"].first()
+    table["compression"] = [
+        teacher_params.get((app, arch), np.nan) / params
+        for app, arch, params in zip(table["app"], table["arch"], table["params"], strict=True)
+    ]
+    order = {method: index for index, method in enumerate(METHOD_ORDER)}
+    table["method_order"] = table["method"].map(order).fillna(len(order))
+    table = table.sort_values(
+        ["protocol", "app", "arch", "method_order", "method"],
+        ascending=[False, True, True, True, True],
+    )
+    extra = ["latency_b1_us", "latency_b1024_us", "trained_on"]
+    return table[MAIN_COLUMNS + extra].reset_index(drop=True)
+
+
+def relative_improvement(new: float, old: float) -> float:
+    """Improvement of new over old in percent of old, as the paper reports it."""
+    return 100.0 * (new - old) / old
+
+
+def main_summary(table: pd.DataFrame, protocol: str = "validation") -> pd.DataFrame:
+    """Wide F1: app x arch rows and a mean row, one column per method, with PaCKD's gains."""
+    rows = table[table["protocol"] == protocol]
+    wide = rows.pivot_table(index=["app", "arch"], columns="method", values="f1", aggfunc="first")
+    wide = wide[[method for method in METHOD_ORDER if method in wide.columns]]
+    wide.loc[("mean", "all"), :] = wide.mean(axis=0)
+    for arch in sorted(rows["arch"].unique()):
+        arch_rows = wide.xs(arch, level="arch", drop_level=False)
+        wide.loc[("mean", arch), :] = arch_rows.mean(axis=0)
+    if {"packd", "standard_kd", "no_kd"} <= set(wide.columns):
+        wide["packd_vs_standard_kd_%"] = [
+            relative_improvement(packd, standard)
+            for packd, standard in zip(wide["packd"], wide["standard_kd"], strict=True)
+        ]
+        wide["packd_vs_no_kd_%"] = [
+            relative_improvement(packd, no_kd)
+            for packd, no_kd in zip(wide["packd"], wide["no_kd"], strict=True)
+        ]
+    if {"packd", "teacher"} <= set(wide.columns):
+        wide["packd_vs_teacher_%"] = [
+            relative_improvement(packd, teacher)
+            for packd, teacher in zip(wide["packd"], wide["teacher"], strict=True)
+        ]
+    return wide.reset_index()
+
+
+def compression_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Size and speed of each model: params, bytes, compression and CPU latency per sample."""
+    rows = table[table["protocol"] == "validation"]
+    columns = [
+        "app",
+        "arch",
+        "method",
+        "params",
+        "bytes",
+        "compression",
+        "latency_b1_us",
+        "latency_b1024_us",
+        "f1",
+    ]
+    per_model = rows[columns]
+    means = per_model.groupby(["arch", "method"], sort=False)[columns[3:]].mean().reset_index()
+    means.insert(0, "app", "mean")
+    return pd.concat([per_model, means], ignore_index=True)
+
+
+def sweep_table(metrics: Sequence[dict], sweep: str) -> pd.DataFrame:
+    """PaCKD student F1 (validation protocol) per app, arch and the swept setting."""
+    from packd.config import SWEEP_METHOD
+
+    rows = []
+    for entry in metrics:
+        settings = SWEEP_METHOD.match(entry["method"])
+        if settings is None:
+            raise ValueError(f"not a sweep method: {entry['method']}")
+        rows.append(
+            {
+                "app": entry["app"],
+                "arch": entry["arch"],
+                "features": settings["features"],
+                "k": int(settings["k"]),
+                "alpha": float(settings["alpha"]),
+                "temperature": float(settings["temperature"]),
+                "f1": entry["f1"],
+                "f1_at_0.5": entry["f1_at_0.5"],
+                "test_selected_f1": entry["test_selected_f1"],
+            }
+        )
+    keys = {"k": ["k"], "features": ["features"], "kd": ["alpha", "temperature"]}[sweep]
+    return pd.DataFrame(rows).sort_values(["app", "arch", *keys]).reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub-flavoured Markdown table with floats rounded for reading."""
+    return table.to_markdown(index=False, floatfmt=f".{digits}f") + "\n"

@@ -1,0 +1,129 @@
+"""The whole DAG on the tiny config, and dry runs of the default and paper-scale configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, copy_workflow, run_snakemake
+
+pytestmark = pytest.mark.e2e
+
+MAIN_METHODS = {"teacher", "packd_teachers", "packd", "standard_kd", "no_kd"}
+
+
+def test_main_table_has_every_cell_filled(tiny_run: Path) -> None:
+    main = pd.read_csv(tiny_run / "results/tables/main.csv")
+    assert list(main.columns[:12]) == [
+        "app",
+        "arch",
+        "method",
+        "f1",
+        "f1_at_0.5",
+        "precision",
+        "recall",
+        "params",
+        "bytes",
+        "compression",
+        "threshold",
+        "protocol",
+    ]
+    assert not main.isna().any().any(), main[main.isna().any(axis=1)]
+    assert set(main["app"]) == {"pr", "dpc"}
+    assert set(main["arch"]) == {"lstm", "mixer", "resnet"}
+    assert set(main["method"]) == MAIN_METHODS
+    assert set(main["protocol"]) == {"validation", "test_selected"}
+    assert len(main) == 2 * 3 * len(MAIN_METHODS) * 2
+    for column in ("f1", "f1_at_0.5", "precision", "recall"):
+        assert main[column].between(0, 1).all(), column
+    assert main["f1"].nunique() > 1, "every F1 is the same: the models learned nothing distinct"
+
+
+def test_students_are_smaller_than_teachers(tiny_run: Path) -> None:
+    main = pd.read_csv(tiny_run / "results/tables/main.csv")
+    rows = main[main["protocol"] == "validation"].set_index(["app", "arch", "method"])
+    for (app, arch, method), row in rows.iterrows():
+        if method in {"packd", "standard_kd", "no_kd"}:
+            assert row["params"] < rows.loc[(app, arch, "teacher"), "params"]
+            assert row["compression"] > 1
+
+
+def test_authors_protocol_is_never_below_ours(tiny_run: Path) -> None:
+    """Choosing the threshold and epoch on test can only flatter the test F1."""
+    main = pd.read_csv(tiny_run / "results/tables/main.csv")
+    wide = main.pivot_table(index=["app", "arch", "method"], columns="protocol", values="f1")
+    assert (wide["test_selected"] >= wide["validation"] - 1e-9).all()
+
+
+def test_summary_reports_means_and_gains(tiny_run: Path) -> None:
+    summary = pd.read_csv(tiny_run / "results/tables/main_summary.csv")
+    mean = summary[(summary["app"] == "mean") & (summary["arch"] == "all")].iloc[0]
+    main = pd.read_csv(tiny_run / "results/tables/main.csv")
+    packd = main[(main["protocol"] == "validation") & (main["method"] == "packd")]["f1"].mean()
+    standard = main[(main["protocol"] == "validation") & (main["method"] == "standard_kd")]
+    assert mean["packd"] == pytest.approx(packd)
+    expected_gain = 100 * (packd - standard["f1"].mean()) / standard["f1"].mean()
+    assert mean["packd_vs_standard_kd_%"] == pytest.approx(expected_gain)
+
+
+def test_metrics_record_device_and_histories(tiny_run: Path) -> None:
+    metrics = json.loads((tiny_run / "results/metrics/pr/lstm/packd.json").read_text())
+    assert metrics["trained_on"] == ["cpu"]
+    assert len(metrics["histories"]) == 1 and len(metrics["histories"][0]) >= 1
+    assert metrics["latency_b1_s"] > metrics["latency_b1024_s"] > 0
+
+
+def test_figures_are_images(tiny_run: Path) -> None:
+    for figure in (
+        "results/figures/main_f1.png",
+        "results/figures/training_curves.png",
+        "results/traces/pr.png",
+        "results/clusters/pr/a-k2.png",
+    ):
+        data = (tiny_run / figure).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, figure
+
+
+def test_report_bundles_the_tables_and_figures(tiny_run: Path) -> None:
+    run_snakemake(
+        tiny_run, "--configfile", "tests/configs/tiny.yaml", "--report", "results/report.html"
+    )
+    report = (tiny_run / "results/report.html").read_text(errors="replace")
+    for name in (
+        "main.csv",
+        "main_f1.png",
+        "training_curves.png",
+        "compression.csv",
+        "summary.csv",
+    ):
+        assert name in report, name
+
+
+def test_a_finished_run_has_nothing_left_to_do(tiny_run: Path) -> None:
+    completed = run_snakemake(tiny_run, "-n", "--configfile", "tests/configs/tiny.yaml")
+    assert "Nothing to be done" in completed.stdout + completed.stderr
+
+
+@pytest.mark.parametrize("configfile", ["config.yaml", "config/paper.yaml"])
+def test_dry_run(tmp_path: Path, configfile: str) -> None:
+    workdir = copy_workflow(tmp_path)
+    completed = run_snakemake(workdir, "-n", "--configfile", configfile)
+    assert "train_teacher" in completed.stdout
+    assert "train_student" in completed.stdout
+
+
+def test_paper_config_runs_the_sweeps(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    completed = run_snakemake(workdir, "-n", "--configfile", "config/paper.yaml")
+    assert "results/figures/f1_vs_k.png" in completed.stdout
+
+
+def test_sweeps_target_on_tiny(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    completed = run_snakemake(workdir, "-n", "--configfile", "tests/configs/tiny.yaml", "sweeps")
+    assert "packd-a-k1-alpha0.5-T1" in completed.stdout
+    assert "packd-d-k2-alpha0.5-T1" in completed.stdout
+    assert REPO.exists()

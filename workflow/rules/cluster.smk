@@ -1,0 +1,32 @@
+# Cluster: k-means on one feature set of the training samples; every sample of every split gets
+# the cluster of its nearest centroid, computed from the same features.
+
+
+rule cluster:
+    input:
+        unpack(get_dataset_splits),
+    output:
+        assignments="results/clusters/{app}/{features}-k{k}.parquet",
+        sizes="results/clusters/{app}/{features}-k{k}.sizes.csv",
+        figure=report(
+            "results/clusters/{app}/{features}-k{k}.png",
+            caption="../report/cluster_figure.rst",
+            category="2. Clusters",
+            subcategory="{app}",
+        ),
+    log:
+        "logs/cluster/cluster-{app}-{features}-k{k}.log",
+    benchmark:
+        "benchmarks/cluster/cluster-{app}-{features}-k{k}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        seed=config["seed"],
+        n_init=config["cluster"].get("n_init", 10),
+        min_cluster_fraction=config["cluster"].get("min_cluster_fraction", 0.01),
+    script:
+        "../scripts/cluster.py"
