@@ -1,4 +1,4 @@
-"""Shared fixtures: a copy of the workflow in a scratch folder, and one tiny run of the whole DAG."""
+"""Shared fixtures: a copy of the workflow in a scratch folder and one tiny run of the DAG."""
 
 from __future__ import annotations
 
