@@ -26,27 +26,49 @@ typedef struct {
 #define PACKD_BUF_RECS (1u << 20) /* 16 MiB buffer: one write per million loads */
 
 static packd_rec_t *buf;
-static size_t nbuf;
-static uint64_t remaining;
-static int active; /* checked first by every hook: the only cost outside the ROI */
+/* Hot state: while the ROI is active, cur is the next free record and lim where the hook must
+ * call the slow path (buffer full or PACKD_MAX_LOADS reached); outside it cur is NULL, so the
+ * inactive hook costs one load and one branch. A cursor (not index + counters) keeps the
+ * per-load dependency chain to one pointer. */
+static packd_rec_t *cur, *lim;
+static uint64_t remaining; /* loads still allowed, counted from buf (not from cur) */
 static int inited;
 static FILE *out;
 static const char *out_path;
 
-static void flush_buf(void) {
-    if (nbuf && out) {
-        if (fwrite(buf, sizeof(packd_rec_t), nbuf, out) != nbuf) {
+static void write_records(size_t n) {
+    if (n && out) {
+        if (fwrite(buf, sizeof(packd_rec_t), n, out) != n) {
             /* A truncated trace must not look like a complete one. */
             fprintf(stderr, "packd tracer: write to %s failed\n", out_path);
             _exit(3);
         }
     }
-    nbuf = 0;
+    remaining -= n;
+}
+
+static void arm(void) {
+    if (out && remaining > 0) {
+        cur = buf;
+        lim = buf + (remaining < PACKD_BUF_RECS ? remaining : PACKD_BUF_RECS);
+    } else {
+        cur = lim = NULL;
+    }
+}
+
+/* Slow path: flush the (full) buffer, then go on or stop at the load limit. */
+__attribute__((noinline)) static void buffer_full(void) {
+    write_records((size_t)(cur - buf));
+    arm();
+}
+
+static void flush_and_stop(void) {
+    if (cur) write_records((size_t)(cur - buf));
+    cur = lim = NULL;
 }
 
 static void finish(void) {
-    active = 0;
-    flush_buf();
+    flush_and_stop();
     if (out) {
         if (fclose(out) != 0) {
             fprintf(stderr, "packd tracer: closing %s failed\n", out_path);
@@ -56,7 +78,10 @@ static void finish(void) {
     }
 }
 
-static void init_once(void) {
+/* Runs before main: opening the file and touching the buffer's pages (page faults) are setup,
+ * like graph construction, not part of the traced kernel's time. */
+__attribute__((constructor)) static void init_once(void) {
+    if (inited) return;
     inited = 1;
     out_path = getenv("PACKD_TRACE_OUT");
     if (!out_path || !*out_path) return;
@@ -70,6 +95,8 @@ static void init_once(void) {
         fprintf(stderr, "packd tracer: out of memory\n");
         exit(3);
     }
+    /* Non-zero: clang turns malloc + memset(0) into calloc, which would touch nothing. */
+    memset(buf, 0xFF, PACKD_BUF_RECS * sizeof(packd_rec_t));
     remaining = UINT64_MAX;
     const char *m = getenv("PACKD_MAX_LOADS");
     if (m && *m) {
@@ -86,24 +113,23 @@ static void init_once(void) {
 
 __attribute__((noinline)) void roi_begin(void) {
     if (!inited) init_once();
-    if (out && remaining > 0) active = 1;
+    if (!cur) arm();
     __asm__ volatile("" ::: "memory");
 }
 
 __attribute__((noinline)) void roi_end(void) {
-    active = 0;
-    flush_buf();
+    flush_and_stop();
     if (out) fflush(out);
     __asm__ volatile("" ::: "memory");
 }
 
 static inline __attribute__((always_inline)) void record(uint64_t pc, const void *addr) {
-    if (__builtin_expect(!active, 1)) return;
-    packd_rec_t *r = &buf[nbuf];
-    r->pc = pc;
-    r->addr = (uint64_t)(uintptr_t)addr;
-    if (__builtin_expect(++nbuf == PACKD_BUF_RECS, 0)) flush_buf();
-    if (__builtin_expect(--remaining == 0, 0)) active = 0;
+    packd_rec_t *c = cur;
+    if (__builtin_expect(c == NULL, 1)) return;
+    c->pc = pc;
+    c->addr = (uint64_t)(uintptr_t)addr;
+    cur = ++c;
+    if (__builtin_expect(c == lim, 0)) buffer_full();
 }
 
 #define PACKD_HOOK(N)                                                     \

@@ -1,0 +1,309 @@
+"""Load tracing: the sancov runtime (ROI, determinism, limits, failures) and the lackey backend."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from packd.tracing import (
+    LoadStream,
+    TracingError,
+    _no_aslr_prefix,
+    compile_kernel,
+    trace_command_lackey,
+    trace_kernel,
+)
+
+KERNEL_DIR = Path(__file__).resolve().parents[2] / "workflow" / "kernels"
+KERNELS = ("bfs", "pr", "cc", "bc", "sssp")
+# Functions whose code runs inside each kernel's ROI (static helpers may be inlined into them).
+KERNEL_FUNCS = {
+    "bfs": ("kernel_bfs", "bfs_top_down", "bfs_bottom_up"),
+    "pr": ("kernel_pr",),
+    "cc": ("kernel_cc",),
+    "bc": ("kernel_bc",),
+    "sssp": ("kernel_sssp", "vec_push"),
+}
+SANCOV = ["-fsanitize-coverage=inline-8bit-counters,trace-loads"]
+TINY_FLAGS = ["-O1", "-fno-vectorize", "-fno-slp-vectorize", "-gdwarf-4", "-fno-pie"]
+N_TINY = 1000
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("clang") is None, reason="clang is not installed (needed for sancov tracing)"
+)
+needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind missing")
+
+# A loop summing a[idx[i]] between the ROI markers: exactly 2 loads per iteration, at addresses
+# the program reports, so both backends can be checked load by load.
+TINY_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+void roi_begin(void);
+void roi_end(void);
+int main(int argc, char **argv) {
+    int n = %(n)d;
+    int *idx = malloc(n * sizeof(int));
+    long *a = malloc(n * sizeof(long));
+    for (int i = 0; i < n; i++) { idx[i] = (int)((i * 7919L) %% n); a[i] = i; }
+    const char *path = getenv("TINY_ADDR_OUT");
+    if (path) { FILE *f = fopen(path, "w"); fprintf(f, "%%lu %%lu\n", (unsigned long)idx,
+                (unsigned long)a); fclose(f); }
+    roi_begin();
+    long s = 0;
+    for (int i = 0; i < n; i++) s += a[idx[i]];
+    roi_end();
+    printf("%%ld\n", s);
+    return s == (long)n * (n - 1) / 2 ? 0 : 1;
+}
+"""
+
+CRASH_C = r"""
+#include <stdlib.h>
+#include <string.h>
+void roi_begin(void);
+void roi_end(void);
+int main(int argc, char **argv) {
+    roi_begin();
+    if (getenv("CRASH_EXIT")) return atoi(getenv("CRASH_EXIT"));
+    volatile int *p = (int *)(argc > 1000 ? argv : 0);
+    return *p;
+}
+"""
+
+
+def _cc(*args: str | Path) -> None:
+    subprocess.run(["clang", *map(str, args)], check=True, capture_output=True)
+
+
+def build_small(src: str, out: Path, instrumented: bool) -> Path:
+    """Compile a test C program with the sancov runtime or the no-op ROI markers."""
+    c = out.with_suffix(".c")
+    c.write_text(src)
+    obj = out.with_suffix(".o")
+    rt = out.with_suffix(".rt.o")
+    runtime = KERNEL_DIR / ("sancov_runtime.c" if instrumented else "roi_noop.c")
+    _cc(*TINY_FLAGS, "-c", "-o", rt, runtime)
+    _cc(*TINY_FLAGS, *(SANCOV if instrumented else []), "-c", "-o", obj, c)
+    _cc("-no-pie", "-o", out, obj, rt)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Instrumented and plain graphkernels plus the small test programs, built once."""
+    d = tmp_path_factory.mktemp("tracing")
+    out = {
+        "sancov": d / "graphkernels-sancov",
+        "plain": d / "graphkernels",
+    }
+    compile_kernel(KERNEL_DIR, out["sancov"], instrumented=True)
+    compile_kernel(KERNEL_DIR, out["plain"], instrumented=False)
+    out["tiny_sancov"] = build_small(TINY_C % {"n": N_TINY}, d / "tiny_sancov", True)
+    out["tiny_plain"] = build_small(TINY_C % {"n": N_TINY}, d / "tiny_plain", False)
+    out["crash_sancov"] = build_small(CRASH_C, d / "crash_sancov", True)
+    out["crash_plain"] = build_small(CRASH_C, d / "crash_plain", False)
+    return out
+
+
+def function_ranges(binary: Path) -> dict[str, tuple[int, int]]:
+    """[start, end) code addresses of the binary's functions, from nm -S."""
+    proc = subprocess.run(
+        ["nm", "-S", "--defined-only", str(binary)], capture_output=True, text=True, check=True
+    )
+    ranges = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "Tt":
+            start = int(parts[0], 16)
+            ranges[parts[3]] = (start, start + int(parts[1], 16))
+    return ranges
+
+
+def in_ranges(pcs: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+    """Mask of PCs inside any of the ranges."""
+    mask = np.zeros(pcs.shape, dtype=bool)
+    for lo, hi in ranges:
+        mask |= (pcs >= lo) & (pcs < hi)
+    return mask
+
+
+def check_stream(s: LoadStream, kind: str) -> None:
+    """Column types and lengths of a LoadStream."""
+    assert s.instr_id_kind == kind
+    for col in (s.instr_id, s.pc, s.addr):
+        assert col.dtype == np.uint64
+        assert col.shape == (len(s),)
+    assert (np.diff(s.instr_id.astype(np.int64)) >= 0).all()
+
+
+# ---------------------------------------------------------------------------------- sancov
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_sancov_loads_only_in_roi(bins: dict[str, Path], kernel: str) -> None:
+    s = trace_kernel(bins["sancov"], kernel, "kron", 8, 8, 3)
+    check_stream(s, "load_ordinal")
+    np.testing.assert_array_equal(s.instr_id, np.arange(len(s), dtype=np.uint64))
+    assert len(s) > 1000
+    # Every recorded load site is in the kernel's code, none in graph construction; main only
+    # reads the kernel's arguments (e.g. sources[0]) between roi_begin() and the call.
+    ranges = function_ranges(bins["sancov"])
+    allowed = [ranges[f] for f in KERNEL_FUNCS[kernel] if f in ranges]
+    assert allowed, f"none of {KERNEL_FUNCS[kernel]} found in the binary"
+    in_main = in_ranges(s.pc, [ranges["main"]])
+    assert in_main.sum() <= 4
+    assert in_ranges(s.pc[~in_main], allowed).all()
+    assert "build_graph" not in ranges or not in_ranges(s.pc, [ranges["build_graph"]]).any()
+
+
+def test_sancov_much_less_than_whole_program(bins: dict[str, Path]) -> None:
+    s = trace_kernel(bins["sancov"], "bfs", "kron", 7, 8, 3)
+    cmd = [str(bins["plain"]), "--kernel", "bfs", "--graph", "kron", "--scale", "7"]
+    whole = trace_command_lackey([*cmd, "--degree", "8", "--seed", "3"])
+    assert 0 < len(s) < len(whole) / 10
+
+
+def test_sancov_deterministic(bins: dict[str, Path]) -> None:
+    a = trace_kernel(bins["sancov"], "sssp", "kron", 8, 8, 5)
+    b = trace_kernel(bins["sancov"], "sssp", "kron", 8, 8, 5)
+    # Non-PIE: code addresses are fixed even with ASLR.
+    np.testing.assert_array_equal(a.pc, b.pc)
+    if _no_aslr_prefix():
+        np.testing.assert_array_equal(a.addr, b.addr)
+    else:  # heap/stack move with ASLR: compare the access pattern within each page instead
+        np.testing.assert_array_equal(a.addr & 0xFFF, b.addr & 0xFFF)
+    c = trace_kernel(bins["sancov"], "sssp", "kron", 8, 8, 6)
+    assert len(c) != len(a) or not np.array_equal(c.addr, a.addr)
+
+
+def test_sancov_max_loads(bins: dict[str, Path]) -> None:
+    full = trace_kernel(bins["sancov"], "pr", "kron", 8, 8, 3)
+    part = trace_kernel(bins["sancov"], "pr", "kron", 8, 8, 3, max_loads=1234)
+    assert len(full) > 1234
+    assert len(part) == 1234
+    np.testing.assert_array_equal(part.pc, full.pc[:1234])
+    # PACKD_MAX_LOADS lengthens the environment, which moves the stack: compare the rest.
+    heap = full.addr[:1234] < 0x7F0000000000
+    assert heap.mean() > 0.5
+    np.testing.assert_array_equal(part.addr[heap], full.addr[:1234][heap])
+    with pytest.raises(ValueError):
+        trace_kernel(bins["sancov"], "pr", "kron", 8, 8, 3, max_loads=0)
+
+
+def test_sancov_exact_loads_of_small_loop(
+    bins: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addr_file = tmp_path / "addrs.txt"
+    monkeypatch.setenv("TINY_ADDR_OUT", str(addr_file))
+    # trace_kernel passes graphkernels' arguments; the small program ignores them.
+    s = trace_kernel(bins["tiny_sancov"], "bfs", "kron", 4, 4, 1)
+    idx_base, a_base = map(int, addr_file.read_text().split())
+    perm = (np.arange(N_TINY, dtype=np.int64) * 7919) % N_TINY
+    assert len(s) == 2 * N_TINY
+    expected = np.empty(2 * N_TINY, dtype=np.uint64)
+    expected[0::2] = idx_base + 4 * np.arange(N_TINY)
+    expected[1::2] = a_base + 8 * perm
+    np.testing.assert_array_equal(s.addr, expected)
+    assert len(np.unique(s.pc)) == 2  # two load sites
+
+
+def test_sancov_failures(bins: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bad arguments: graphkernels exits 2 with its usage.
+    with pytest.raises(TracingError) as exc:
+        trace_kernel(bins["sancov"], "bfs", "kron", 99, 8, 1)
+    msg = str(exc.value)
+    assert "graphkernels-sancov" in msg and "exit code 2" in msg and "usage:" in msg
+    # A crash (SIGSEGV).
+    with pytest.raises(TracingError) as exc:
+        trace_kernel(bins["crash_sancov"], "bfs", "kron", 4, 4, 1)
+    assert "crash_sancov" in str(exc.value) and "SIGSEGV" in str(exc.value)
+    # A non-zero exit.
+    monkeypatch.setenv("CRASH_EXIT", "3")
+    with pytest.raises(TracingError, match="exit code 3"):
+        trace_kernel(bins["crash_sancov"], "bfs", "kron", 4, 4, 1)
+    monkeypatch.delenv("CRASH_EXIT")
+    # An uninstrumented binary records nothing.
+    with pytest.raises(TracingError, match="no loads recorded"):
+        trace_kernel(bins["plain"], "bfs", "kron", 6, 4, 1)
+    with pytest.raises(ValueError):
+        trace_kernel(bins["sancov"], "dfs", "kron", 6, 4, 1)
+
+
+def test_compile_missing_compiler(tmp_path: Path) -> None:
+    with pytest.raises(TracingError, match="not found"):
+        compile_kernel(KERNEL_DIR, tmp_path / "x", instrumented=True, cc="no-such-clang-99")
+
+
+def test_compile_returns_versions(tmp_path: Path) -> None:
+    meta = compile_kernel(KERNEL_DIR, tmp_path / "gk", instrumented=True)
+    assert "clang" in meta["cc"]
+    assert "trace-loads" in meta["cflags"]
+    assert (tmp_path / "gk").stat().st_mode & 0o111
+
+
+# ---------------------------------------------------------------------------------- lackey
+
+
+@needs_valgrind
+def test_lackey_small_loop_roi(
+    bins: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addr_file = tmp_path / "addrs.txt"
+    monkeypatch.setenv("TINY_ADDR_OUT", str(addr_file))
+    s = trace_command_lackey([str(bins["tiny_plain"])], roi_symbols=("roi_begin", "roi_end"))
+    check_stream(s, "instruction_count")
+    idx_base, a_base = map(int, addr_file.read_text().split())
+    perm = (np.arange(N_TINY, dtype=np.int64) * 7919) % N_TINY
+    in_idx = (s.addr >= idx_base) & (s.addr < idx_base + 4 * N_TINY)
+    in_a = (s.addr >= a_base) & (s.addr < a_base + 8 * N_TINY)
+    np.testing.assert_array_equal(s.addr[in_idx], idx_base + 4 * np.arange(N_TINY))
+    np.testing.assert_array_equal(s.addr[in_a], a_base + 8 * perm)
+    # Besides the loop's loads, only a few (roi_begin's `ret` reads the stack) are in the ROI.
+    assert 2 * N_TINY <= len(s) <= 2 * N_TINY + 8
+    # A true instruction count: each iteration executes several instructions.
+    loop_ids = s.instr_id[in_idx].astype(np.int64)
+    assert (np.diff(loop_ids) >= 3).all()
+    # The PC of each load is in main's code.
+    ranges = function_ranges(bins["tiny_plain"])
+    assert in_ranges(s.pc[in_idx | in_a], [ranges["main"]]).all()
+
+
+@needs_valgrind
+def test_lackey_whole_program_and_max_loads(bins: dict[str, Path]) -> None:
+    whole = trace_command_lackey(str(bins["tiny_plain"]))
+    roi = trace_command_lackey([str(bins["tiny_plain"])], roi_symbols=("roi_begin", "roi_end"))
+    assert len(whole) > len(roi) + 10_000  # loader and libc loads too
+    part = trace_command_lackey([str(bins["tiny_plain"])], max_loads=100)
+    assert len(part) == 100
+    np.testing.assert_array_equal(part.addr, whole.addr[:100])
+    np.testing.assert_array_equal(part.instr_id, whole.instr_id[:100])
+    # Unknown symbols: warn and record everything.
+    with pytest.warns(UserWarning, match="not found"):
+        s = trace_command_lackey([str(bins["tiny_plain"])], roi_symbols=("nope", "nada"))
+    assert len(s) == len(whole)
+
+
+@needs_valgrind
+def test_lackey_failures(bins: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TracingError) as exc:
+        trace_command_lackey([str(bins["crash_plain"])])
+    assert "crash_plain" in str(exc.value)
+    monkeypatch.setenv("CRASH_EXIT", "4")
+    with pytest.raises(TracingError, match="exit code 4"):
+        trace_command_lackey([str(bins["crash_plain"])])
+
+
+@needs_valgrind
+def test_lackey_graph_kernel_roi(bins: dict[str, Path]) -> None:
+    cmd = [str(bins["plain"]), "--kernel", "cc", "--graph", "uniform", "--scale", "6"]
+    cmd += ["--degree", "4", "--seed", "2"]
+    s = trace_command_lackey(cmd, roi_symbols=("roi_begin", "roi_end"))
+    ranges = function_ranges(bins["plain"])
+    # Mostly the kernel's own loads; a few from malloc/free inside the ROI.
+    assert in_ranges(s.pc, [ranges["kernel_cc"]]).mean() > 0.9
+    # Graph construction (inlined into main) is outside the ROI.
+    assert in_ranges(s.pc, [ranges["main"]]).sum() <= 8
