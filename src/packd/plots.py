@@ -42,9 +42,14 @@ def plot_trace(trace: pd.DataFrame, title: str, path: Path, delta_bound: int = 1
     over_time.scatter(
         np.arange(len(blocks))[::step], blocks[::step], s=0.2, alpha=0.4, rasterized=True
     )
+    # Heap and stack lie terabytes apart: zoom on the central 98% of accesses and say so.
+    low, high = np.quantile(blocks, [0.01, 0.99])
+    margin = max(1.0, 0.02 * (high - low))
+    over_time.set_ylim(low - margin, high + margin)
+    outside = int(np.count_nonzero((blocks < low - margin) | (blocks > high + margin)))
     over_time.set_xlabel("LLC access")
     over_time.set_ylabel("block address (addr >> 6)")
-    over_time.set_title(f"{title}: {len(blocks):,} LLC accesses")
+    over_time.set_title(f"{title}: {len(blocks):,} LLC accesses ({outside:,} off the scale)")
     deltas = np.diff(blocks)
     in_range = deltas[(deltas != 0) & (np.abs(deltas) <= delta_bound)]
     histogram.hist(in_range, bins=np.arange(-delta_bound, delta_bound + 2) - 0.5, color="#555555")

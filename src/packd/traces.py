@@ -429,3 +429,16 @@ def summarize_trace(trace: pd.DataFrame) -> dict:
         "instr_id_max": hi,
         "instr_id_span": hi - lo if n else None,
     }
+
+
+def write_load_trace_text(trace: pd.DataFrame, path: Path, banner: Sequence[str] = ()) -> None:
+    """Write a trace in the ML-DPC text format (`.txt` or `.txt.xz`), after optional banner lines."""
+    lines = [*banner]
+    lines += [
+        f"{instr_id}, {cycle}, {addr:x}, {pc:x}, {int(hit)}"
+        for instr_id, cycle, addr, pc, hit in trace[list(TRACE_COLUMNS)].itertuples(index=False)
+    ]
+    text = ("\n".join(lines) + "\n").encode()
+    opener = lzma.open if str(path).endswith(".xz") else open
+    with opener(path, "wb") as stream:
+        stream.write(text)
