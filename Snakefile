@@ -3,7 +3,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A config given with --configfile replaces the default demo instead of being merged into it, so
+# that its `apps` are the only apps (Snakemake would otherwise merge the two app lists).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -376,13 +376,13 @@ def train_teacher(
 
 def load_teachers(checkpoint_paths: Sequence[str | Path]) -> dict[int, Any]:
     """Teacher models by cluster id (0 for a whole-app teacher); empty ones are left out."""
-    from packd.checkpoint import model_from_checkpoint
+    from packd.checkpoint import load_checkpoint, model_from_checkpoint
 
     teachers = {}
     for path in checkpoint_paths:
-        model, header = model_from_checkpoint(Path(path))
+        header, _ = load_checkpoint(Path(path))
         if not header.get("empty"):
-            teachers[header.get("cluster", 0)] = model
+            teachers[header.get("cluster", 0)] = model_from_checkpoint(Path(path))[0]
     return teachers
 
 
@@ -483,7 +483,7 @@ def evaluate(
     """Score one model (or the routed cluster teachers) on test at the validation threshold."""
     import torch
 
-    from packd.checkpoint import model_from_checkpoint
+    from packd.checkpoint import load_checkpoint
     from packd.dataset import load_split
     from packd.distill import teacher_soft_logits
     from packd.metrics import best_threshold, evaluate_scores, latency_per_sample
@@ -499,7 +499,8 @@ def evaluate(
             name: np.zeros(len(arrays["labels"]), np.int64) for name, arrays in splits.items()
         }
     models = load_teachers(checkpoint_paths)
-    headers = [model_from_checkpoint(Path(path))[1] for path in checkpoint_paths]
+    headers = [load_checkpoint(Path(path))[0] for path in checkpoint_paths]
+    headers = [header for header in headers if not header.get("empty")]
     probabilities = {}
     for name, arrays in splits.items():
         logits = teacher_soft_logits(models, arrays["inputs"], routes[name], batch_size, device)

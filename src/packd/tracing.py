@@ -155,7 +155,9 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
 
 
-def kernel_arguments(kernel: str | None, graph: str, scale: int, degree: int, seed: int) -> list[str]:
+def kernel_arguments(
+    kernel: str | None, graph: str, scale: int, degree: int, seed: int
+) -> list[str]:
     """Command-line arguments of graphkernels for one kernel on one generated graph."""
     _check_choice("graph", graph, GRAPHS)
     args = ["--graph", graph, "--scale", str(int(scale)), "--degree", str(int(degree))]

@@ -1,0 +1,186 @@
+"""Model inputs (address segmentation), delta-bitmap labels, instr_id splits and .npz storage.
+
+A trace is a DataFrame in access order with columns `instr_id`, `pc` and either `block_address`
+or `addr` (byte address; block = addr >> 6, 64-byte lines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BLOCK_BITS = 6  # 64-byte cache lines
+PACKED_LABELS_KEY = "labels_packed"
+
+
+def trace_block_addresses(trace: pd.DataFrame) -> np.ndarray:
+    """Block addresses (int64) of a trace, from `block_address` or `addr >> 6`."""
+    if "block_address" in trace.columns:
+        return trace["block_address"].to_numpy().astype(np.int64)
+    if "addr" in trace.columns:
+        return (trace["addr"].to_numpy().astype(np.uint64) >> np.uint64(BLOCK_BITS)).astype(
+            np.int64
+        )
+    raise ValueError(f"trace needs a 'block_address' or 'addr' column, has {list(trace.columns)}")
+
+
+def _history_windows(values: np.ndarray, history: int) -> np.ndarray:
+    """Rows i-history+1..i for each i >= history-1, shape (n - history + 1, history)."""
+    return np.lib.stride_tricks.sliding_window_view(values, history).copy()
+
+
+def segment_addresses(
+    block_addresses: np.ndarray, history: int = 10, chunks: int = 10, chunk_bits: int = 6
+) -> np.ndarray:
+    """Address-segmented inputs, float32 (n - history + 1, history, chunks) in [0, 1).
+
+    Row r is access i = r + history - 1 (the first access with a full history): its `history`
+    block addresses oldest first, current last, each cut into `chunks` chunks of `chunk_bits`
+    bits, lowest chunk first, divided by 2**chunk_bits.
+    """
+    block_addresses = np.asarray(block_addresses).astype(np.uint64)
+    if block_addresses.size < history:
+        return np.zeros((0, history, chunks), dtype=np.float32)
+    shifts = np.arange(chunks, dtype=np.uint64) * np.uint64(chunk_bits)
+    mask = np.uint64((1 << chunk_bits) - 1)
+    chunk_values = (block_addresses[:, None] >> shifts[None, :]) & mask  # (n, chunks)
+    per_access = (chunk_values.astype(np.float32) / np.float32(2**chunk_bits)).astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(per_access, history, axis=0)
+    # sliding_window_view puts the window axis last: (n', chunks, history) -> (n', history, chunks)
+    return np.ascontiguousarray(windows.transpose(0, 2, 1))
+
+
+def delta_bitmap_labels(
+    block_addresses: np.ndarray, look_forward: int = 128, delta_bound: int = 128
+) -> np.ndarray:
+    """Multi-hot future deltas, bool (n, 2 * delta_bound), one row per access.
+
+    For access i the deltas block[j] - block[i], j in i+1..i+look_forward (only those inside the
+    array: the last accesses see fewer), with 0 < |d| <= delta_bound: +d sets bit d-1 and -d sets
+    bit 2*delta_bound - d (so -1 is the last bit).
+    """
+    block_addresses = np.asarray(block_addresses).astype(np.int64)
+    n = block_addresses.size
+    labels = np.zeros((n, 2 * delta_bound), dtype=bool)
+    for offset in range(1, min(look_forward, n - 1) + 1):
+        deltas = block_addresses[offset:] - block_addresses[:-offset]
+        rows = np.flatnonzero((deltas != 0) & (np.abs(deltas) <= delta_bound))
+        in_range = deltas[rows]
+        bits = np.where(in_range > 0, in_range - 1, 2 * delta_bound + in_range)
+        labels[rows, bits] = True
+    return labels
+
+
+def build_split_arrays(
+    trace: pd.DataFrame,
+    history: int = 10,
+    look_forward: int = 128,
+    delta_bound: int = 128,
+    chunks: int = 10,
+    chunk_bits: int = 6,
+) -> dict[str, np.ndarray]:
+    """Inputs, labels and side features for ONE contiguous trace segment (split first: no leakage).
+
+    Keeps accesses with a full history inside the segment and at least one in-range future delta;
+    near the segment end the look-forward window is cut at the segment end, so labels never see
+    another split. Keys: inputs, labels, block_addresses, pcs, deltas, instr_id.
+    """
+    block_addresses = trace_block_addresses(trace)
+    pcs = trace["pc"].to_numpy().astype(np.uint64)
+    instr_ids = trace["instr_id"].to_numpy().astype(np.uint64)
+    n_bits = 2 * delta_bound
+    if block_addresses.size < history:
+        return {
+            "inputs": np.zeros((0, history, chunks), np.float32),
+            "labels": np.zeros((0, n_bits), bool),
+            "block_addresses": np.zeros((0, history), np.int64),
+            "pcs": np.zeros((0, history), np.uint64),
+            "deltas": np.zeros((0, history - 1), np.int64),
+            "instr_id": np.zeros((0,), np.uint64),
+        }
+    inputs = segment_addresses(block_addresses, history, chunks, chunk_bits)
+    labels = delta_bitmap_labels(block_addresses, look_forward, delta_bound)[history - 1 :]
+    address_windows = _history_windows(block_addresses, history)
+    keep = labels.any(axis=1)
+    return {
+        "inputs": inputs[keep],
+        "labels": labels[keep],
+        "block_addresses": address_windows[keep],
+        "pcs": _history_windows(pcs, history)[keep],
+        "deltas": np.diff(address_windows, axis=1)[keep],
+        "instr_id": instr_ids[history - 1 :][keep],
+    }
+
+
+def split_by_instr_id(
+    trace: pd.DataFrame, warmup: float, train: float, val: float
+) -> dict[str, pd.DataFrame]:
+    """Contiguous train/val/test segments by fractions of the instr_id span [min, max].
+
+    Skip the first `warmup`; the next `train` is the training region, whose LAST `val` fraction
+    is validation; everything after the training region is test.
+    """
+    if not 0.0 <= warmup < 1.0:
+        raise ValueError(f"warmup must be in [0, 1), got {warmup}")
+    if not 0.0 < train < 1.0:
+        raise ValueError(f"train must be in (0, 1), got {train}")
+    if warmup + train >= 1.0:
+        raise ValueError(f"train must leave room for test: warmup + train = {warmup + train} >= 1")
+    if not 0.0 < val < 1.0:
+        raise ValueError(f"val must be in (0, 1) (a fraction of the train region), got {val}")
+    instr_ids = trace["instr_id"].to_numpy().astype(np.float64)
+    if instr_ids.size == 0:
+        raise ValueError("trace is empty")
+    first, last = instr_ids.min(), instr_ids.max()
+    span = last - first
+    train_start = first + warmup * span
+    train_end = train_start + train * span
+    val_start = train_end - val * train * span
+    masks = {
+        "train": (instr_ids >= train_start) & (instr_ids < val_start),
+        "val": (instr_ids >= val_start) & (instr_ids < train_end),
+        "test": instr_ids >= train_end,
+    }
+    splits = {name: trace[mask].reset_index(drop=True) for name, mask in masks.items()}
+    for name, split in splits.items():
+        if split.empty:
+            raise ValueError(
+                f"split '{name}' is empty (instr_id span [{first:.0f}, {last:.0f}], "
+                f"warmup={warmup}, train={train}, val={val})"
+            )
+    return splits
+
+
+def save_split(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write split arrays to .npz atomically; labels are bit-packed along axis 1."""
+    path = Path(path)
+    to_store = {key: value for key, value in arrays.items() if key != "labels"}
+    labels = np.asarray(arrays["labels"], dtype=bool)
+    to_store[PACKED_LABELS_KEY] = np.packbits(labels, axis=1)
+    to_store["label_bits"] = np.array(labels.shape[1], dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp_descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(temp_descriptor, "wb") as handle:
+            np.savez_compressed(handle, **to_store)
+        os.chmod(temp_name, 0o644)  # mkstemp makes 0600 files
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+def load_split(path: str | Path) -> dict[str, np.ndarray]:
+    """Read arrays written by save_split, with labels unpacked to bool (n, bits)."""
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    label_bits = int(arrays.pop("label_bits"))
+    packed = arrays.pop(PACKED_LABELS_KEY)
+    arrays["labels"] = np.unpackbits(packed, axis=1, count=label_bits).astype(bool)
+    return arrays

@@ -1,0 +1,214 @@
+"""The training loop: Adam, BCE or KD loss, validation-F1 model selection, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from packd.distill import bce_loss, kd_loss
+from packd.metrics import best_threshold, micro_f1
+
+LossSpec = str | tuple[str, float, float]  # "bce" or ("kd", alpha, temperature)
+
+
+@dataclass
+class TrainResult:
+    """What train_model returns; best_state is on the CPU."""
+
+    best_state: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_f1: float
+    best_threshold: float
+    device: str
+    stop_reason: str = "max epochs"
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cpu'; 'cuda' (error if unavailable)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available")
+    if name == "cpu" or name.startswith("cuda"):
+        return torch.device(name)
+    raise ValueError(f"unknown device '{name}'; valid: auto, cpu, cuda")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _as_tensor(array: np.ndarray | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    tensor = torch.as_tensor(array)
+    return tensor.to(dtype) if dtype is not None else tensor
+
+
+def _parse_loss(loss: LossSpec) -> tuple[float, float] | None:
+    """None for BCE, (alpha, temperature) for KD."""
+    if loss == "bce":
+        return None
+    if isinstance(loss, Sequence) and len(loss) == 3 and loss[0] == "kd":
+        alpha, temperature = float(loss[1]), float(loss[2])
+        if not 0.0 <= alpha <= 1.0 or temperature <= 0:
+            raise ValueError(f"KD needs 0 <= alpha <= 1 and T > 0, got {loss}")
+        return alpha, temperature
+    raise ValueError(f"loss must be 'bce' or ('kd', alpha, temperature), got {loss!r}")
+
+
+def _autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """Mixed-precision dtype on CUDA when amp is on or 'auto'; None means full precision."""
+    if device.type != "cuda" or amp is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    inputs: np.ndarray | torch.Tensor,
+    batch_size: int,
+    device: torch.device | str,
+) -> np.ndarray:
+    """Logits, float32 numpy (n, outputs), in eval mode."""
+    model = model.to(device).eval()
+    inputs = _as_tensor(inputs, torch.float32)
+    batches = [
+        model(inputs[start : start + batch_size].to(device)).float().cpu()
+        for start in range(0, inputs.shape[0], batch_size)
+    ]
+    return torch.cat(batches).numpy() if batches else np.zeros((0, 256), np.float32)
+
+
+def _evaluate(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, device
+) -> tuple[float, np.ndarray]:
+    """(mean BCE, probabilities) on a held-out split."""
+    logits = torch.from_numpy(predict_logits(model, inputs, batch_size, device))
+    loss = float(bce_loss(logits, labels))
+    return loss, torch.sigmoid(logits).numpy()
+
+
+def train_model(
+    model: nn.Module,
+    train: Sequence[np.ndarray | torch.Tensor],
+    val: Sequence[np.ndarray | torch.Tensor],
+    *,
+    loss: LossSpec = "bce",
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    patience: int,
+    seed: int,
+    device: torch.device | str = "auto",
+    amp: bool | str = "auto",
+    log: Callable[[str], None] | None = None,
+    max_seconds: float | None = None,
+    test: Sequence[np.ndarray | torch.Tensor] | None = None,
+) -> TrainResult:
+    """Train with Adam; keep the epoch with the best validation micro-F1 (at its best threshold).
+
+    train is (inputs, labels) or (inputs, labels, teacher_logits) for KD; val and the optional
+    test are (inputs, labels). Test F1 is only recorded (the authors' protocol), never used for
+    selection. Validation loss is BCE on labels for every loss, so runs compare. max_seconds is
+    checked after each epoch.
+    """
+    log = log or (lambda line: None)
+    device = resolve_device(device) if isinstance(device, str) else device
+    kd_params = _parse_loss(loss)
+    train_inputs = _as_tensor(train[0], torch.float32)
+    train_labels = _as_tensor(train[1], torch.bool)
+    teacher_logits = _as_tensor(train[2], torch.float32) if len(train) > 2 else None
+    if kd_params is not None and teacher_logits is None:
+        raise ValueError("KD loss needs teacher logits as the third element of train")
+    val_inputs, val_labels = _as_tensor(val[0], torch.float32), _as_tensor(val[1], torch.bool)
+    if device.type == "cuda":  # a split fits in GPU memory; saves a host copy per batch
+        train_inputs, train_labels = train_inputs.to(device), train_labels.to(device)
+        teacher_logits = teacher_logits.to(device) if teacher_logits is not None else None
+    autocast_dtype = _autocast_dtype(device, amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    order_generator = torch.Generator().manual_seed(seed)
+    n_train = train_inputs.shape[0]
+
+    history: list[dict[str, float]] = []
+    best_state, best_epoch, best_f1, best_thr = None, 0, -1.0, 0.5
+    stop_reason, started = "max epochs", time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n_train, generator=order_generator).to(train_inputs.device)
+        loss_sum = torch.zeros((), device=device)  # summed on device: no sync per step
+        for start in range(0, n_train, batch_size):
+            rows = order[start : start + batch_size]
+            batch_inputs = train_inputs[rows].to(device, non_blocking=True)
+            batch_labels = train_labels[rows].to(device, non_blocking=True)
+            with torch.autocast(
+                device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
+            ):
+                logits = model(batch_inputs)
+            if kd_params is None:
+                batch_loss = bce_loss(logits.float(), batch_labels)
+            else:
+                batch_teacher = teacher_logits[rows].to(device, non_blocking=True)
+                batch_loss = kd_loss(logits, batch_teacher, batch_labels, *kd_params)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(batch_loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += batch_loss.detach() * rows.numel()
+        train_seconds = time.perf_counter() - epoch_start
+
+        val_loss, val_probs = _evaluate(model, val_inputs, val_labels, batch_size, device)
+        val_thr, val_f1 = best_threshold(val_labels.numpy(), val_probs)
+        record = {
+            "epoch": epoch,
+            "train_loss": float(loss_sum) / max(n_train, 1),
+            "val_loss": val_loss,
+            "val_f1": val_f1,
+            "val_threshold": val_thr,
+            "seconds": time.perf_counter() - epoch_start,
+            "samples_per_s": n_train / max(train_seconds, 1e-9),
+        }
+        if test is not None:
+            test_labels = _as_tensor(test[1], torch.bool)
+            _, test_probs = _evaluate(model, test[0], test_labels, batch_size, device)
+            test_thr, test_f1 = best_threshold(test_labels.numpy(), test_probs)
+            record["test_f1_best_threshold"] = test_f1
+            record["test_best_threshold"] = test_thr
+            record["test_f1_at_0.5"] = micro_f1(test_labels.numpy(), test_probs, 0.5)
+            record["test_f1_val_threshold"] = micro_f1(test_labels.numpy(), test_probs, val_thr)
+        history.append(record)
+        elapsed = time.perf_counter() - started
+        log(
+            f"epoch {epoch} train_loss {record['train_loss']:.5f} val_loss {val_loss:.5f} "
+            f"val_f1 {val_f1:.4f} (threshold {val_thr:.3f}) "
+            f"{record['samples_per_s']:.0f} samples/s elapsed {elapsed:.1f}s"
+        )
+        if val_f1 > best_f1:
+            best_f1, best_thr, best_epoch = val_f1, val_thr, epoch
+            best_state = {
+                name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()
+            }
+        elif epoch - best_epoch >= patience:
+            stop_reason = f"early stop: no val F1 gain for {patience} epochs"
+            break
+        if max_seconds is not None and elapsed >= max_seconds:
+            stop_reason = f"time limit: {elapsed:.0f}s >= {max_seconds:.0f}s"
+            break
+    log(f"stopped ({stop_reason}); best epoch {best_epoch} val_f1 {best_f1:.4f}")
+    if best_state is None:
+        best_state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
+    return TrainResult(best_state, history, best_epoch, best_f1, best_thr, str(device), stop_reason)

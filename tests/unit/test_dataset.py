@@ -1,0 +1,144 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from packd.dataset import (
+    build_split_arrays,
+    delta_bitmap_labels,
+    load_split,
+    save_split,
+    segment_addresses,
+    split_by_instr_id,
+)
+
+
+def test_segment_addresses_chunks_lowest_first_and_history_order():
+    # block 0b000011_000010_000001 -> chunks 1, 2, 3 (lowest first)
+    blocks = np.array([(3 << 12) | (2 << 6) | 1, 5, 63], dtype=np.int64)
+    inputs = segment_addresses(blocks, history=2, chunks=3, chunk_bits=6)
+    assert inputs.shape == (2, 2, 3)
+    assert inputs.dtype == np.float32
+    np.testing.assert_allclose(inputs[0, 0], np.array([1, 2, 3]) / 64)  # oldest first
+    np.testing.assert_allclose(inputs[0, 1], np.array([5, 0, 0]) / 64)  # current last
+    np.testing.assert_allclose(inputs[1, 1], np.array([63, 0, 0]) / 64)
+    assert inputs.max() < 1.0
+
+
+def test_segment_addresses_paper_shape_and_too_short():
+    blocks = np.arange(25, dtype=np.int64) + (1 << 40)
+    inputs = segment_addresses(blocks)
+    assert inputs.shape == (16, 10, 10)
+    assert segment_addresses(blocks[:5]).shape == (0, 10, 10)
+
+
+def test_delta_bitmap_labels_hand_worked():
+    blocks = np.array([100, 101, 100, 99, 100 + 4, 100 + 5, 100 - 4], dtype=np.int64)
+    labels = delta_bitmap_labels(blocks, look_forward=128, delta_bound=4)
+    assert labels.shape == (7, 8)
+    # access 0 (100): future deltas +1, 0 (ignored), -1, +4, +5 (beyond), -4
+    assert sorted(np.flatnonzero(labels[0])) == [0, 3, 4, 7]  # +1->0, +4->3, -4->4, -1->7
+    # last access sees no future
+    assert not labels[-1].any()
+
+
+def test_delta_bitmap_labels_paper_bound_minus_one_is_bit_255():
+    blocks = np.array([500, 499, 500 + 128, 500 - 128, 500 + 129, 500 - 129], dtype=np.int64)
+    labels = delta_bitmap_labels(blocks, look_forward=128, delta_bound=128)
+    assert sorted(np.flatnonzero(labels[0])) == [127, 128, 255]  # +128, -128, -1
+
+
+def test_delta_bitmap_labels_look_forward_limits_window():
+    blocks = np.array([0, 10, 20, 1], dtype=np.int64)
+    labels = delta_bitmap_labels(blocks, look_forward=2, delta_bound=4)
+    assert not labels[0].any()  # +1 is 3 steps ahead, beyond look_forward=2
+    labels = delta_bitmap_labels(blocks, look_forward=3, delta_bound=4)
+    assert labels[0, 0]
+
+
+def _trace(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    blocks = 1000 + np.cumsum(rng.integers(-3, 4, size=n))
+    return pd.DataFrame(
+        {
+            "instr_id": np.arange(n, dtype=np.uint64) * 10,
+            "pc": rng.integers(0x400000, 0x400100, size=n).astype(np.uint64),
+            "addr": (blocks.astype(np.uint64) << np.uint64(6)) + np.uint64(7),
+        }
+    )
+
+
+def test_build_split_arrays_shapes_and_consistency():
+    trace = _trace(300)
+    arrays = build_split_arrays(trace, history=10, look_forward=16, delta_bound=128)
+    n = arrays["inputs"].shape[0]
+    assert 0 < n <= 291
+    assert arrays["labels"].shape == (n, 256) and arrays["labels"].dtype == bool
+    assert arrays["labels"].any(axis=1).all()
+    assert arrays["block_addresses"].shape == (n, 10)
+    assert arrays["pcs"].dtype == np.uint64 and arrays["pcs"].shape == (n, 10)
+    assert arrays["deltas"].shape == (n, 9)
+    np.testing.assert_array_equal(arrays["deltas"], np.diff(arrays["block_addresses"], axis=1))
+    # the current (last) block of a sample matches its instr_id row in the trace
+    rows = (arrays["instr_id"] // 10).astype(np.int64)
+    np.testing.assert_array_equal(
+        arrays["block_addresses"][:, -1], trace["addr"].to_numpy()[rows] >> 6
+    )
+    np.testing.assert_allclose(
+        arrays["inputs"][:, -1, 0], (arrays["block_addresses"][:, -1] % 64) / 64
+    )
+
+
+def test_build_split_arrays_drops_samples_without_in_range_delta():
+    blocks = np.array([0, 1, 2, 1000, 5000], dtype=np.int64)
+    trace = pd.DataFrame(
+        {"instr_id": np.arange(5), "pc": np.zeros(5, np.uint64), "block_address": blocks}
+    )
+    arrays = build_split_arrays(trace, history=2, look_forward=4, delta_bound=8)
+    # samples at accesses 1..4: 1 (-> 2) kept; 2, 3 have only far deltas; 4 has no future
+    np.testing.assert_array_equal(arrays["instr_id"], [1])
+
+
+def test_split_by_instr_id_fractions_contiguous_and_val_inside_train():
+    trace = _trace(1001)  # instr_id 0..10000
+    splits = split_by_instr_id(trace, warmup=0.1, train=0.7, val=0.2)
+    train_ids, val_ids, test_ids = (
+        splits[s]["instr_id"].to_numpy() for s in ("train", "val", "test")
+    )
+    assert train_ids.min() == 1000 and train_ids.max() < 6600
+    assert val_ids.min() >= 6600 and val_ids.max() < 8000
+    assert test_ids.min() == 8000 and test_ids.max() == 10000
+    assert train_ids.max() < val_ids.min() and val_ids.max() < test_ids.min()
+    total = len(train_ids) + len(val_ids) + len(test_ids)
+    assert total == 1001 - 100  # only the warm-up is dropped
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "bad"),
+    [
+        ({"warmup": -0.1, "train": 0.7, "val": 0.1}, "warmup"),
+        ({"warmup": 0.1, "train": 0.0, "val": 0.1}, "train"),
+        ({"warmup": 0.5, "train": 0.5, "val": 0.1}, "train"),
+        ({"warmup": 0.1, "train": 0.7, "val": 1.0}, "val"),
+    ],
+)
+def test_split_by_instr_id_rejects_bad_fractions(kwargs, bad):
+    with pytest.raises(ValueError, match=bad):
+        split_by_instr_id(_trace(100), **kwargs)
+
+
+def test_split_by_instr_id_empty_split_raises():
+    trace = pd.DataFrame({"instr_id": [0, 1, 100], "pc": [0, 0, 0], "addr": [0, 64, 128]})
+    with pytest.raises(ValueError, match="empty"):
+        split_by_instr_id(trace, warmup=0.1, train=0.5, val=0.1)
+
+
+def test_save_load_round_trip(tmp_path):
+    arrays = build_split_arrays(_trace(200), history=10, look_forward=16, delta_bound=128)
+    path = tmp_path / "sub" / "train.npz"
+    save_split(path, arrays)
+    loaded = load_split(path)
+    assert set(loaded) == set(arrays)
+    for key, value in arrays.items():
+        assert loaded[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(loaded[key], value)
+    assert [p.name for p in path.parent.iterdir()] == ["train.npz"]  # no temp file left

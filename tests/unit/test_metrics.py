@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from packd.metrics import (
+    best_threshold,
+    evaluate_scores,
+    latency_per_sample,
+    micro_f1,
+    micro_precision,
+    micro_recall,
+)
+
+
+def _case(seed: int = 0, n: int = 200, bits: int = 32):
+    rng = np.random.default_rng(seed)
+    labels = rng.random((n, bits)) < 0.1
+    scores = np.clip(labels * 0.3 + rng.random((n, bits)) * 0.7, 0, 1).astype(np.float32)
+    return labels, scores
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])
+def test_against_sklearn(threshold):
+    labels, scores = _case()
+    predicted = scores >= threshold
+    assert micro_f1(labels, scores, threshold) == pytest.approx(
+        f1_score(labels, predicted, average="micro")
+    )
+    assert micro_precision(labels, scores, threshold) == pytest.approx(
+        precision_score(labels, predicted, average="micro")
+    )
+    assert micro_recall(labels, scores, threshold) == pytest.approx(
+        recall_score(labels, predicted, average="micro")
+    )
+    assert evaluate_scores(labels, scores, threshold) == pytest.approx(
+        {
+            "f1": f1_score(labels, predicted, average="micro"),
+            "precision": precision_score(labels, predicted, average="micro"),
+            "recall": recall_score(labels, predicted, average="micro"),
+        }
+    )
+
+
+def test_nothing_predicted_is_zero_not_nan():
+    labels, scores = _case()
+    assert micro_f1(labels, scores, 2.0) == 0.0
+    assert micro_precision(labels, scores, 2.0) == 0.0
+
+
+def test_best_threshold_beats_half_on_constructed_case():
+    # positives score 0.3, negatives 0.1: at 0.5 nothing is predicted, at 0.3 everything is right
+    labels = np.array([[1, 0, 0], [0, 1, 0]], dtype=bool)
+    scores = np.where(labels, 0.3, 0.1)
+    assert micro_f1(labels, scores, 0.5) == 0.0
+    threshold, f1 = best_threshold(labels, scores)
+    assert threshold == pytest.approx(0.3)
+    assert f1 == pytest.approx(1.0)
+
+
+def test_best_threshold_is_the_exhaustive_optimum():
+    labels, scores = _case(seed=3, n=60, bits=8)
+    threshold, f1 = best_threshold(labels, scores)
+    exhaustive = max(micro_f1(labels, scores, t) for t in np.unique(scores))
+    assert f1 == pytest.approx(exhaustive)
+    assert micro_f1(labels, scores, threshold) == pytest.approx(f1)
+
+
+def test_best_threshold_handles_ties_and_grid():
+    labels = np.array([1, 0, 1, 0, 0], dtype=bool)
+    scores = np.array([0.5, 0.5, 0.9, 0.9, 0.1])
+    threshold, f1 = best_threshold(labels, scores)
+    assert f1 == pytest.approx(micro_f1(labels, scores, threshold))
+    assert f1 == pytest.approx(2 / 3)  # either tie level gives TP/pred = 1/2 or 2/4
+    grid_threshold, grid_f1 = best_threshold(labels, scores, grid=np.array([0.95, 0.6]))
+    assert grid_threshold == 0.6 and grid_f1 == pytest.approx(0.5)
+    assert best_threshold(np.zeros(3, bool), np.ones(3)) == (0.5, 0.0)
+
+
+def test_latency_per_sample_positive_and_small():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 256))
+    seconds = latency_per_sample(model, batch_size=8, repeats=3, device="cpu")
+    assert 0 < seconds < 0.1

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+from packd.models import build_model
+from packd.train import predict_logits, resolve_device, seed_everything, train_model
+
+TIMING_KEYS = {"seconds", "samples_per_s"}
+
+
+def _task(n: int, seed: int):
+    """Bit k (of 8) is set, with probability 0.2, exactly when the current chunk k is 0.9."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.random((n, 10, 10)).astype(np.float32)
+    bits_on = rng.random((n, 8)) < 0.2
+    inputs[:, -1, :8] = np.where(bits_on, 0.9, 0.1)
+    labels = np.zeros((n, 256), dtype=bool)
+    labels[:, :8] = bits_on
+    return inputs, labels
+
+
+def _train(seed: int = 0, **overrides):
+    seed_everything(seed)
+    model = build_model("mixer", {"dim": 16, "depth": 1})
+    settings = {
+        "loss": "bce",
+        "epochs": 8,
+        "lr": 3e-2,
+        "batch_size": 32,
+        "patience": 3,
+        "seed": seed,
+        "device": "cpu",
+    }
+    settings.update(overrides)
+    return model, train_model(model, _task(2000, 1), _task(500, 2), **settings)
+
+
+def test_learns_trivial_task_well_above_chance():
+    lines = []
+    _, result = _train(log=lines.append)
+    # chance: predicting all 8 candidate bits (20% positive) gives F1 = 2 * 0.2 / 1.2 = 0.33
+    assert result.best_val_f1 > 0.8
+    assert result.best_epoch == max(result.history, key=lambda h: h["val_f1"])["epoch"]
+    assert result.device == "cpu"
+    assert len(lines) == len(result.history) + 1
+    assert "val_f1" in lines[0] and "samples/s" in lines[0]
+    first = result.history[0]
+    assert set(first) >= {"epoch", "train_loss", "val_loss", "val_f1", "val_threshold"}
+    assert result.history[-1]["train_loss"] < first["train_loss"]
+
+
+def test_same_seed_identical_history_and_weights():
+    _, first = _train(epochs=2, seed=1)
+    _, second = _train(epochs=2, seed=1)
+    strip = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in first.history]
+    assert strip == [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in second.history]
+    for name, tensor in first.best_state.items():
+        torch.testing.assert_close(tensor, second.best_state[name])
+
+
+def test_early_stopping_stops():
+    # lr 0 never improves after epoch 1, so it stops after 1 + patience epochs
+    _, result = _train(lr=0.0, epochs=20, patience=2)
+    assert len(result.history) == 3
+    assert result.best_epoch == 1
+    assert "early stop" in result.stop_reason
+
+
+def test_kd_loss_and_test_protocol_recorded():
+    inputs, labels = _task(2000, 1)
+    teacher_logits = np.where(labels, 6.0, -6.0).astype(np.float32)
+    seed_everything(0)
+    model = build_model("lstm", {"hidden": 16, "layers": 1})
+    result = train_model(
+        model,
+        (inputs, labels, teacher_logits),
+        _task(500, 2),
+        test=_task(300, 3),
+        loss=("kd", 0.5, 2.0),
+        epochs=2,
+        lr=1e-2,
+        batch_size=64,
+        patience=3,
+        seed=0,
+        device="cpu",
+        amp="auto",
+    )
+    record = result.history[-1]
+    for key in ("test_f1_best_threshold", "test_best_threshold", "test_f1_at_0.5"):
+        assert 0.0 <= record[key] <= 1.0
+    model.load_state_dict(result.best_state)
+    logits = predict_logits(model, _task(10, 4)[0], batch_size=4, device="cpu")
+    assert logits.shape == (10, 256) and logits.dtype == np.float32
+
+
+def test_kd_without_teacher_logits_and_bad_loss_raise():
+    with pytest.raises(ValueError, match="teacher logits"):
+        _train(loss=("kd", 0.5, 1.0))
+    with pytest.raises(ValueError, match="loss must be"):
+        _train(loss="mse")
+
+
+def test_time_limit_stops_after_first_epoch():
+    _, result = _train(max_seconds=0.0)
+    assert len(result.history) == 1 and "time limit" in result.stop_reason
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda"}
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
