@@ -21,6 +21,7 @@ from packd import __version__
 from packd.cache import CacheLevel
 
 LOG = logging.getLogger("packd")
+SPLIT_NAMES = ("train", "val", "test")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -94,15 +95,29 @@ def trace_app(
     if "kernel" in source:
         kernel_args = {key: source[key] for key in ("kernel", "graph", "scale", "degree")}
         kernel_args["seed"] = source.get("seed", 1)
-        metadata.update(source="kernel", **kernel_args, backend=tracing["backend"])
+        trials = source.get("trials", 1)
+        trial_args = ("--trials", str(trials))
+        metadata.update(source="kernel", **kernel_args, trials=trials, backend=tracing["backend"])
         versions_path = Path(f"{binary}.json")
         if versions_path.exists():
             metadata["tool_versions"] = json.loads(versions_path.read_text())
-        log.info("tracing %s with %s (max %s loads)", kernel_args, tracing["backend"], max_loads)
+        log.info(
+            "tracing %s, %d trial(s), with %s (max %s loads)",
+            kernel_args,
+            trials,
+            tracing["backend"],
+            max_loads,
+        )
         if tracing["backend"] == "sancov":
-            loads = tracer.trace_kernel(Path(binary), **kernel_args, max_loads=max_loads)
+            loads = tracer.trace_kernel(
+                Path(binary), **kernel_args, max_loads=max_loads, extra_args=trial_args
+            )
         else:
-            command = [str(Path(binary).resolve()), *tracer.kernel_arguments(**kernel_args)]
+            command = [
+                str(Path(binary).resolve()),
+                *tracer.kernel_arguments(**kernel_args),
+                *trial_args,
+            ]
             loads = tracer.trace_command_lackey(
                 command, max_loads=max_loads, roi_symbols=("roi_begin", "roi_end")
             )
@@ -177,6 +192,7 @@ def build_dataset(
     dataset_config: Mapping[str, Any],
     split_paths: Mapping[str, str | Path],
     sizes_path: str | Path,
+    seed: int = 0,
     log: logging.Logger = LOG,
 ) -> dict[str, int]:
     """Split one app's trace by instr_id and write inputs, labels and clustering features."""
@@ -198,9 +214,19 @@ def build_dataset(
             look_forward=dataset_config.get("look_forward", 128),
             delta_bound=dataset_config.get("delta_bound", 128),
         )
-        sizes[name] = len(arrays["labels"])
-        if sizes[name] == 0:
+        if len(arrays["labels"]) == 0:
             raise ValueError(f"{trace_path}: the {name} split has no sample with an in-range delta")
+        limit = (dataset_config.get("max_samples") or {}).get(name)
+        if limit and len(arrays["labels"]) > limit:
+            # Samples carry their own history window, so a seeded random subset of the whole
+            # split keeps every phase of the program (the first N would keep only the first).
+            rng = np.random.default_rng([seed, SPLIT_NAMES.index(name)])
+            keep = np.sort(rng.choice(len(arrays["labels"]), size=limit, replace=False))
+            log.info(
+                "%s: keeping %d of %d samples, drawn at random", name, limit, len(arrays["labels"])
+            )
+            arrays = {key: values[keep] for key, values in arrays.items()}
+        sizes[name] = len(arrays["labels"])
         log.info(
             "%s: %d accesses -> %d samples, %.2f label bits set on average",
             name,

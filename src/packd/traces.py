@@ -432,7 +432,7 @@ def summarize_trace(trace: pd.DataFrame) -> dict:
 
 
 def write_load_trace_text(trace: pd.DataFrame, path: Path, banner: Sequence[str] = ()) -> None:
-    """Write a trace in the ML-DPC text format (`.txt` or `.txt.xz`), after optional banner lines."""
+    """Write a trace in the ML-DPC text format (`.txt` or `.txt.xz`) after any banner lines."""
     lines = [*banner]
     lines += [
         f"{instr_id}, {cycle}, {addr:x}, {pc:x}, {int(hit)}"

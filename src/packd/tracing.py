@@ -245,7 +245,8 @@ def trace_kernel(
     """Run the sancov-instrumented graphkernels and return the loads of its kernel (the ROI)."""
     if max_loads is not None and max_loads <= 0:
         raise ValueError(f"max_loads must be positive, not {max_loads}")
-    cmd = [*_no_aslr_prefix(), str(binary), *kernel_arguments(kernel, graph, scale, degree, seed)]
+    cmd = [*_no_aslr_prefix(), str(Path(binary).resolve())]
+    cmd += kernel_arguments(kernel, graph, scale, degree, seed)
     cmd += [str(a) for a in extra_args]
     with tempfile.TemporaryDirectory(prefix="packd-trace-", dir=_fast_tmp_dir()) as tmp:
         out = Path(tmp) / "loads.bin"

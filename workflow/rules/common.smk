@@ -177,9 +177,9 @@ def get_train_gpus():
 
 
 def get_train_mem_mb(wildcards, attempt):
-    """Datasets are small next to PyTorch itself; grow with the data kept per app."""
-    accesses = config["dataset"].get("max_accesses") or 2_000_000
-    return int(1500 + accesses * 0.01) * attempt
+    """Datasets are small next to PyTorch itself; grow with the training samples kept."""
+    samples = config["dataset"].get("max_samples", {}).get("train") or 2_000_000
+    return int(1500 + samples * 0.02) * attempt
 
 
 def get_train_runtime(phase):

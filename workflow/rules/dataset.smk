@@ -22,5 +22,6 @@ rule build_dataset:
         runtime=20,
     params:
         dataset=config["dataset"],
+        seed=config["seed"],
     script:
         "../scripts/build_dataset.py"

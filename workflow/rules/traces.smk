@@ -37,7 +37,6 @@ rule trace_app:
         source=get_app_source,
         tracing=config["tracing"],
         cache=config["cache"],
-        max_accesses=config["dataset"].get("max_accesses"),
     script:
         "../scripts/trace_app.py"
 
