@@ -493,6 +493,24 @@ def train_student(
     save_checkpoint(Path(checkpoint_path), result.best_state, header)
 
 
+def save_sample_counts(path: Path, labels: np.ndarray, predicted: np.ndarray) -> None:
+    """Per test sample: true positives, false positives, false negatives (for the bootstrap)."""
+    counts = np.stack(
+        [
+            np.count_nonzero(labels & predicted, axis=1),
+            np.count_nonzero(~labels & predicted, axis=1),
+            np.count_nonzero(labels & ~predicted, axis=1),
+        ],
+        axis=1,
+    ).astype(np.int32)
+    temporary = path.with_name(f".{path.name}.tmp.npz")
+    try:
+        np.savez_compressed(temporary, counts=counts)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def evaluate(
     split_paths: Mapping[str, str | Path],
     checkpoint_paths: Sequence[str | Path],
@@ -501,6 +519,7 @@ def evaluate(
     arch: str,
     model_name: str,
     clusters_path: str | Path | None = None,
+    counts_path: str | Path | None = None,
     latency_repeats: int = 200,
     batch_size: int = 1024,
     device_name: str = "auto",
@@ -534,6 +553,8 @@ def evaluate(
     threshold, val_f1 = best_threshold(splits["val"]["labels"], probabilities["val"])
     test_labels = splits["test"]["labels"]
     at_threshold = evaluate_scores(test_labels, probabilities["test"], threshold)
+    if counts_path is not None:
+        save_sample_counts(Path(counts_path), test_labels, probabilities["test"] >= threshold)
     at_half = evaluate_scores(test_labels, probabilities["test"], 0.5)
     # The authors' protocol: threshold and epoch chosen on test (optimistic; labelled as such).
     test_threshold, test_f1 = best_threshold(test_labels, probabilities["test"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +163,82 @@ def sweep_table(metrics: Sequence[dict], sweep: str) -> pd.DataFrame:
 def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub-flavoured Markdown table with floats rounded for reading."""
     return table.to_markdown(index=False, floatfmt=f".{digits}f") + "\n"
+
+
+def f1_from_counts(counts: np.ndarray) -> float:
+    """Micro-F1 from summed (true positive, false positive, false negative) counts."""
+    true_positives, false_positives, false_negatives = counts.sum(axis=0)
+    denominator = 2 * true_positives + false_positives + false_negatives
+    return float(2 * true_positives / denominator) if denominator else 0.0
+
+
+def _bootstrap_f1(counts: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Micro-F1 of each bootstrap resample (rows of draws are sample indices)."""
+    summed = counts[draws].sum(axis=1)  # (n_draws, 3)
+    denominator = 2 * summed[:, 0] + summed[:, 1] + summed[:, 2]
+    return np.divide(2 * summed[:, 0], denominator, out=np.zeros(len(draws)), where=denominator > 0)
+
+
+def paired_bootstrap(
+    cells: Sequence[tuple[np.ndarray, np.ndarray]], n_draws: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """Mean over cells of F1(a) - F1(b), with a 95% interval from resampling test samples.
+
+    Each cell (an app and arch) holds per-sample counts of models a and b on the same test
+    samples; both are resampled with the same indices, so the interval reflects how much the
+    difference depends on which test samples were drawn.
+    """
+    rng = np.random.default_rng(seed)
+    differences = np.zeros(n_draws)
+    observed = 0.0
+    for counts_a, counts_b in cells:
+        draws = rng.integers(0, len(counts_a), size=(n_draws, len(counts_a)))
+        differences += _bootstrap_f1(counts_a, draws) - _bootstrap_f1(counts_b, draws)
+        observed += f1_from_counts(counts_a) - f1_from_counts(counts_b)
+    differences /= len(cells)
+    low, high = np.quantile(differences, [0.025, 0.975])
+    return {
+        "mean_f1_difference": observed / len(cells),
+        "ci95_low": float(low),
+        "ci95_high": float(high),
+        "share_of_draws_above_0": float(np.mean(differences > 0)),
+        "cells": len(cells),
+    }
+
+
+SIGNIFICANCE_COMPARISONS = [
+    ("packd", "standard_kd"),
+    ("packd", "no_kd"),
+    ("standard_kd", "no_kd"),
+    ("packd", "teacher"),
+]
+
+
+def significance_table(
+    counts: Mapping[tuple[str, str, str], np.ndarray], n_draws: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Paired-bootstrap comparisons of methods, over all cells and per arch.
+
+    counts maps (app, arch, method) to that model's per-test-sample counts.
+    """
+    archs = sorted({arch for _, arch, _ in counts})
+    apps = sorted({app for app, _, _ in counts})
+    rows = []
+    for method_a, method_b in SIGNIFICANCE_COMPARISONS:
+        for arch_group in ["all", *archs]:
+            chosen = archs if arch_group == "all" else [arch_group]
+            cells = [
+                (counts[(app, arch, method_a)], counts[(app, arch, method_b)])
+                for app in apps
+                for arch in chosen
+                if (app, arch, method_a) in counts and (app, arch, method_b) in counts
+            ]
+            if cells:
+                rows.append(
+                    {
+                        "comparison": f"{method_a} - {method_b}",
+                        "arch": arch_group,
+                        **paired_bootstrap(cells, n_draws, seed),
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -14,6 +14,7 @@ from packd.tracing import (
     TracingError,
     _no_aslr_prefix,
     compile_kernel,
+    kernel_answer,
     trace_command_lackey,
     trace_kernel,
 )
@@ -307,3 +308,22 @@ def test_lackey_graph_kernel_roi(bins: dict[str, Path]) -> None:
     assert in_ranges(s.pc, [ranges["kernel_cc"]]).mean() > 0.9
     # Graph construction (inlined into main) is outside the ROI.
     assert in_ranges(s.pc, [ranges["main"]]).sum() <= 8
+
+
+@pytest.mark.parametrize("kernel", ["bfs", "bc", "cc"])
+def test_trials_repeat_the_kernel_in_the_roi(bins: dict[str, Path], kernel: str) -> None:
+    """--trials T runs the kernel T times (from new sources): about T times the loads."""
+    one = trace_kernel(bins["sancov"], kernel, "kron", 9, 8, 5)
+    three = trace_kernel(bins["sancov"], kernel, "kron", 9, 8, 5, extra_args=("--trials", "3"))
+    assert set(np.unique(one.pc)) <= set(np.unique(three.pc))  # later trials may add more
+    if kernel == "cc":  # no source: every trial does exactly the same work
+        assert len(three) == pytest.approx(3 * len(one), rel=0.01)
+    else:  # new sources reach other parts of the graph, so the count differs per trial
+        assert 1.5 * len(one) < len(three) < 6 * len(one)
+    np.testing.assert_array_equal(three.pc[: len(one) // 2], one.pc[: len(one) // 2])
+
+
+def test_trials_keep_the_first_trials_answer(bins: dict[str, Path]) -> None:
+    first = kernel_answer(bins["plain"], "bfs", "kron", 9, 8, 5)
+    repeated = kernel_answer(bins["plain"], "bfs", "kron", 9, 8, 5, extra_args=("--trials", "4"))
+    np.testing.assert_array_equal(first, repeated)

@@ -129,6 +129,15 @@ def get_main_metrics():
     )
 
 
+def get_main_counts():
+    return expand(
+        "results/metrics/{app}/{arch}/{model}.counts.npz",
+        app=APPS,
+        arch=ARCHS,
+        model=EVALUATED_MODELS,
+    )
+
+
 def get_sweep_methods(sweep):
     """Student methods that one sweep compares, each named by its settings."""
     cluster, kd, sweeps = config["cluster"], config["kd"]["packd"], config["sweeps"]
@@ -204,6 +213,8 @@ def get_final_output():
         "results/tables/main_summary.md",
         "results/tables/compression.csv",
         "results/tables/compression.md",
+        "results/tables/significance.csv",
+        "results/tables/significance.md",
         "results/figures/training_curves.png",
         "results/figures/main_f1.png",
     ]

@@ -7,6 +7,7 @@ rule evaluate:
         unpack(get_evaluate_inputs),
     output:
         metrics="results/metrics/{app}/{arch}/{model}.json",
+        counts="results/metrics/{app}/{arch}/{model}.counts.npz",
     log:
         "logs/evaluate/{app}/{arch}/{model}.log",
     benchmark:

@@ -43,6 +43,27 @@ rule table_compression:
         "../scripts/table_compression.py"
 
 
+rule table_significance:
+    input:
+        counts=get_main_counts(),
+    output:
+        csv=report(
+            "results/tables/significance.csv",
+            caption="../report/significance_table.rst",
+            category="3. Tables",
+        ),
+        md="results/tables/significance.md",
+    log:
+        "logs/paper/table_significance.log",
+    conda:
+        "../../envs/train.yaml"
+    params:
+        seed=config["seed"],
+        draws=1000,
+    script:
+        "../scripts/table_significance.py"
+
+
 rule figure_main:
     input:
         main="results/tables/main.csv",

@@ -11,6 +11,7 @@ with logged_job(snakemake.log[0], "evaluate") as log:
         split_paths={split: snakemake.input[split] for split in ("train", "val", "test")},
         checkpoint_paths=list(snakemake.input.checkpoints),
         out_path=snakemake.output.metrics,
+        counts_path=snakemake.output.counts,
         app=snakemake.wildcards.app,
         arch=snakemake.wildcards.arch,
         model_name=snakemake.wildcards.model,

@@ -1,0 +1,118 @@
+"""Tables: the long-form main table, its summary, and the paired bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from packd.tables import (
+    f1_from_counts,
+    main_summary,
+    main_table,
+    paired_bootstrap,
+    relative_improvement,
+    significance_table,
+)
+
+
+def metrics_entry(app: str, arch: str, method: str, f1: float, params: int) -> dict:
+    return {
+        "app": app,
+        "arch": arch,
+        "method": method,
+        "f1": f1,
+        "precision": f1,
+        "recall": f1,
+        "threshold": 0.3,
+        "f1_at_0.5": f1 - 0.01,
+        "test_selected_f1": f1 + 0.02,
+        "test_selected_threshold": 0.25,
+        "test_selected_precision": f1,
+        "test_selected_recall": f1,
+        "params": params,
+        "bytes": 4 * params,
+        "latency_b1_s": 1e-4,
+        "latency_b1024_s": 1e-6,
+        "trained_on": ["cpu"],
+    }
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    entries = []
+    for app, base in (("bc", 0.4), ("pr", 0.8)):
+        entries += [
+            metrics_entry(app, "lstm", "teacher", base + 0.05, 100_000),
+            metrics_entry(app, "lstm", "packd", base + 0.02, 1_000),
+            metrics_entry(app, "lstm", "standard_kd", base, 1_000),
+            metrics_entry(app, "lstm", "no_kd", base - 0.01, 1_000),
+        ]
+    return main_table(entries)
+
+
+def test_main_table_has_two_protocols_and_compression(table: pd.DataFrame) -> None:
+    assert len(table) == 16
+    assert set(table["protocol"]) == {"validation", "test_selected"}
+    packd = table[(table["method"] == "packd") & (table["protocol"] == "validation")]
+    assert (packd["compression"] == 100).all()
+    selected = table[(table["method"] == "packd") & (table["protocol"] == "test_selected")]
+    assert selected["f1"].tolist() == pytest.approx([0.44, 0.84])
+
+
+def test_summary_means_and_relative_gains(table: pd.DataFrame) -> None:
+    summary = main_summary(table).set_index(["app", "arch"])
+    mean = summary.loc[("mean", "all")]
+    assert mean["packd"] == pytest.approx(0.62)
+    assert mean["standard_kd"] == pytest.approx(0.60)
+    assert mean["packd_vs_standard_kd_%"] == pytest.approx(100 * 0.02 / 0.60)
+    assert mean["packd_vs_no_kd_%"] == pytest.approx(100 * 0.03 / 0.59)
+    assert relative_improvement(0.5, 0.4) == pytest.approx(25.0)
+
+
+def test_f1_from_counts_matches_definition() -> None:
+    counts = np.array([[3, 1, 0], [1, 0, 2]])  # tp 4, fp 1, fn 2
+    assert f1_from_counts(counts) == pytest.approx(8 / 11)
+
+
+def test_bootstrap_finds_a_real_gain_and_not_a_null_one() -> None:
+    rng = np.random.default_rng(0)
+    n = 2000
+    labels = rng.random((n, 64)) < 0.2
+    better = labels ^ (rng.random((n, 64)) < 0.05)
+    worse = labels ^ (rng.random((n, 64)) < 0.15)
+
+    def counts(predicted: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [
+                (labels & predicted).sum(1),
+                (~labels & predicted).sum(1),
+                (labels & ~predicted).sum(1),
+            ],
+            axis=1,
+        )
+
+    real = paired_bootstrap([(counts(better), counts(worse))], n_draws=300, seed=1)
+    assert real["ci95_low"] > 0 and real["share_of_draws_above_0"] == 1.0
+    null = paired_bootstrap([(counts(better), counts(better))], n_draws=300, seed=1)
+    assert null["mean_f1_difference"] == 0 and null["ci95_low"] == null["ci95_high"] == 0
+
+
+def test_significance_table_covers_comparisons_per_arch() -> None:
+    rng = np.random.default_rng(0)
+    counts = {
+        (app, arch, method): rng.integers(0, 5, size=(100, 3))
+        for app in ("bc", "pr")
+        for arch in ("lstm", "mixer")
+        for method in ("teacher", "packd", "standard_kd", "no_kd")
+    }
+    result = significance_table(counts, n_draws=50)
+    assert set(result["arch"]) == {"all", "lstm", "mixer"}
+    assert set(result["comparison"]) == {
+        "packd - standard_kd",
+        "packd - no_kd",
+        "standard_kd - no_kd",
+        "packd - teacher",
+    }
+    assert (result["ci95_low"] <= result["ci95_high"]).all()
+    assert (result.loc[result["arch"] == "all", "cells"] == 4).all()
