@@ -81,11 +81,15 @@ def plot_main_f1(table: pd.DataFrame, path: Path) -> None:
         wide.plot.bar(
             ax=panel,
             color=[METHOD_COLORS[method] for method in wide.columns],
-            legend=panel is panels[0][0],
+            legend=False,
         )
         panel.set_title(arch)
         panel.set_ylabel("test micro-F1 (threshold from validation)")
         panel.set_ylim(0, 1)
+    # One legend below the panels, where it covers no bar.
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    figure.subplots_adjust(bottom=0.28)
     _save(figure, path)
 
 
