@@ -367,9 +367,10 @@ class LocalSlurmCluster:
             # A durable record of every job that went through the controller.
             "JobCompType=jobcomp/filetxt",
             f"JobCompLoc={s / 'jobcomp.log'}",
-            # Finished jobs stay visible to `squeue --states=all` for 5 minutes: the Snakemake
-            # plugin's squeue status check relies on it (it wants >= 3x its first check delay).
-            "MinJobAge=300",
+            # Finished jobs stay visible to `squeue --states=all` for an hour: the Snakemake
+            # plugin's squeue status check relies on it (it wants >= 3x its first check delay),
+            # and the tests read each job's rule from its squeue comment after the whole run.
+            "MinJobAge=3600",
             # Jobs that ask for no memory get this much per CPU instead of the whole node.
             "DefMemPerCPU=512",
             "ReturnToService=2",

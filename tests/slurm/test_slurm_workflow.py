@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 DEFAULT_PROFILE = REPO / "profiles" / "default"
 SNAKEMAKE_TIMEOUT = 1800  # seconds, per Snakemake run (the tiny config has ~190 jobs)
-# Short first status check: test jobs take seconds, and the cluster keeps MinJobAge=300.
+# Short first status check: test jobs take seconds, and the cluster keeps MinJobAge=3600.
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5"]
 
 TOY_SNAKEFILE = """
