@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from packd.atomic import atomic_path
 from packd.models import build_model, count_parameters
 
 
@@ -34,19 +32,9 @@ def save_checkpoint(
 ) -> None:
     """torch.save {"header", "state_dict"} to a temporary file in the same folder, then rename."""
     json.dumps(header)  # fail early: the header must stay JSON-able (and weights_only-loadable)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state_dict = {name: tensor.detach().cpu() for name, tensor in model_state.items()}
-    temp_descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(temp_descriptor, "wb") as handle:
-            torch.save({"header": header, "state_dict": state_dict}, handle)
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600 files
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
+    with atomic_path(path) as temporary:
+        torch.save({"header": header, "state_dict": state_dict}, temporary)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -6,13 +6,12 @@ or `addr` (byte address; block = addr >> 6, 64-byte lines).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from packd.atomic import atomic_path
 
 BLOCK_BITS = 6  # 64-byte cache lines
 PACKED_LABELS_KEY = "labels_packed"
@@ -163,17 +162,8 @@ def save_split(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     labels = np.asarray(arrays["labels"], dtype=bool)
     to_store[PACKED_LABELS_KEY] = np.packbits(labels, axis=1)
     to_store["label_bits"] = np.array(labels.shape[1], dtype=np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(temp_descriptor, "wb") as handle:
-            np.savez_compressed(handle, **to_store)
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600 files
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, **to_store)
 
 
 def load_split(path: str | Path) -> dict[str, np.ndarray]:

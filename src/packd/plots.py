@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from packd.atomic import atomic_path  # noqa: E402
+
 METHOD_COLORS = {
     "teacher": "#444444",
     "packd_teachers": "#999999",
@@ -24,14 +26,11 @@ METHOD_COLORS = {
 
 def _save(figure: plt.Figure, path: Path) -> None:
     """Save through a temporary name so an interrupted job leaves no half-written figure."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp.png")
     try:
-        figure.savefig(temporary, dpi=120, bbox_inches="tight")
-        temporary.replace(path)
+        with atomic_path(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=120, bbox_inches="tight")
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
 
 
 def plot_trace(trace: pd.DataFrame, title: str, path: Path, delta_bound: int = 128) -> None:

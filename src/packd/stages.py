@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from packd import __version__
+from packd.atomic import atomic_path
 from packd.cache import CacheLevel
 
 LOG = logging.getLogger("packd")
@@ -25,17 +24,9 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a text file through a temporary name in the same folder, so no partial file remains."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write a text file atomically (see packd.atomic)."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
 
 
 def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> None:
@@ -294,13 +285,8 @@ def cluster(
 
 
 def _write_parquet_atomic(frame: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         frame.to_parquet(temporary, index=False)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_cluster_ids(assignments_path: str | Path) -> dict[str, np.ndarray]:
@@ -503,12 +489,8 @@ def save_sample_counts(path: Path, labels: np.ndarray, predicted: np.ndarray) ->
         ],
         axis=1,
     ).astype(np.int32)
-    temporary = path.with_name(f".{path.name}.tmp.npz")
-    try:
-        np.savez_compressed(temporary, counts=counts)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, counts=counts)
 
 
 def evaluate(

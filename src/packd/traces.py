@@ -8,12 +8,10 @@ A load trace has one row per access that reaches the LLC, in program order::
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import lzma
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from packd.atomic import atomic_path
 from packd.cache import CacheLevel, _llc_from_hit_levels, model_cycles, simulate_hierarchy
 
 __all__ = [
@@ -331,17 +330,10 @@ def write_trace_parquet(
     path = Path(path)
     table = _to_table(trace)
     table = table.replace_schema_metadata(_encode_metadata(metadata))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        pq.write_table(table, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def read_trace_parquet(path: Path) -> tuple[pd.DataFrame, dict]:
