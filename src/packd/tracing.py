@@ -103,10 +103,16 @@ def _exit_cause(returncode: int) -> str:
 
 
 def _run(
-    cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    cmd: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    only_env: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command, capturing output; raise TracingError on failure or non-zero exit."""
-    full_env = None if env is None else {**os.environ, **env}
+    """Run a command, capturing output; raise TracingError on failure or non-zero exit.
+
+    env adds to the caller's environment, or with only_env is the whole environment.
+    """
+    full_env = None if env is None else dict(env) if only_env else {**os.environ, **env}
     try:
         proc = subprocess.run(
             [str(c) for c in cmd], capture_output=True, text=True, env=full_env, cwd=cwd
@@ -245,15 +251,19 @@ def trace_kernel(
     """Run the sancov-instrumented graphkernels and return the loads of its kernel (the ROI)."""
     if max_loads is not None and max_loads <= 0:
         raise ValueError(f"max_loads must be positive, not {max_loads}")
-    cmd = [*_no_aslr_prefix(), str(Path(binary).resolve())]
+    # The stack's addresses depend on everything above it: the environment, argv[0] and the
+    # auxiliary vector. A fixed environment and `./name` from the binary's folder give the same
+    # addresses wherever the job runs (a laptop, a SLURM node with its SLURM_* variables).
+    binary = Path(binary).resolve()
+    cmd = [*_no_aslr_prefix(), f"./{binary.name}"]
     cmd += kernel_arguments(kernel, graph, scale, degree, seed)
     cmd += [str(a) for a in extra_args]
     with tempfile.TemporaryDirectory(prefix="packd-trace-", dir=_fast_tmp_dir()) as tmp:
         out = Path(tmp) / "loads.bin"
-        env = {"PACKD_TRACE_OUT": str(out)}
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "PACKD_TRACE_OUT": str(out)}
         if max_loads is not None:
             env["PACKD_MAX_LOADS"] = str(int(max_loads))
-        proc = _run(cmd, env=env)
+        proc = _run(cmd, env=env, cwd=binary.parent, only_env=True)
         size = out.stat().st_size if out.exists() else 0
         if size == 0:
             raise TracingError(
