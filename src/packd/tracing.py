@@ -247,8 +247,12 @@ def trace_kernel(
     max_loads: int | None = None,
     *,
     extra_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> LoadStream:
-    """Run the sancov-instrumented graphkernels and return the loads of its kernel (the ROI)."""
+    """Run the sancov-instrumented graphkernels and return the loads of its kernel (the ROI).
+
+    The program sees only a fixed environment plus extra_env.
+    """
     if max_loads is not None and max_loads <= 0:
         raise ValueError(f"max_loads must be positive, not {max_loads}")
     # The stack's addresses depend on everything above it: the environment, argv[0] and the
@@ -260,7 +264,8 @@ def trace_kernel(
     cmd += [str(a) for a in extra_args]
     with tempfile.TemporaryDirectory(prefix="packd-trace-", dir=_fast_tmp_dir()) as tmp:
         out = Path(tmp) / "loads.bin"
-        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "PACKD_TRACE_OUT": str(out)}
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", **(extra_env or {})}
+        env["PACKD_TRACE_OUT"] = str(out)
         if max_loads is not None:
             env["PACKD_MAX_LOADS"] = str(int(max_loads))
         proc = _run(cmd, env=env, cwd=binary.parent, only_env=True)
