@@ -368,9 +368,10 @@ def train_teacher(
         test=(splits["test"]["inputs"], splits["test"]["labels"]),
         loss="bce",
         epochs=phase["epochs"],
-        lr=phase["lr"],
+        lr=phase_learning_rate(train_config, "teacher", arch),
         batch_size=phase["batch_size"],
         patience=phase["patience"],
+        min_epochs=phase.get("min_epochs", 1),
         seed=seed,
         device=resolve_device(train_config.get("device", "auto")),
         amp=train_config.get("amp", "auto"),
@@ -384,6 +385,12 @@ def train_teacher(
         device=str(result.device),
     )
     save_checkpoint(Path(checkpoint_path), result.best_state, header)
+
+
+def phase_learning_rate(train_config: Mapping[str, Any], phase: str, arch: str) -> float:
+    """The phase's learning rate, unless train.lr_by_arch sets one for this arch."""
+    by_arch = train_config.get("lr_by_arch", {}).get(arch, {})
+    return by_arch.get(phase, train_config[phase]["lr"])
 
 
 def load_teachers(checkpoint_paths: Sequence[str | Path]) -> dict[int, Any]:
@@ -455,9 +462,10 @@ def train_student(
         test=(splits["test"]["inputs"], splits["test"]["labels"]),
         loss=loss,
         epochs=phase["epochs"],
-        lr=phase["lr"],
+        lr=phase_learning_rate(train_config, "student", arch),
         batch_size=phase["batch_size"],
         patience=phase["patience"],
+        min_epochs=phase.get("min_epochs", 1),
         seed=seed,
         device=device,
         amp=train_config.get("amp", "auto"),

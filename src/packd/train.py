@@ -111,6 +111,7 @@ def train_model(
     batch_size: int,
     patience: int,
     seed: int,
+    min_epochs: int = 1,
     device: torch.device | str = "auto",
     amp: bool | str = "auto",
     log: Callable[[str], None] | None = None,
@@ -202,7 +203,9 @@ def train_model(
             best_state = {
                 name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()
             }
-        elif epoch - best_epoch >= patience:
+        elif epoch - best_epoch >= patience and epoch >= min_epochs:
+            # min_epochs: sequence models sit on a plateau (label marginals) for a few epochs
+            # before they learn from the inputs; stopping there would keep the plateau.
             stop_reason = f"early stop: no val F1 gain for {patience} epochs"
             break
         if max_seconds is not None and elapsed >= max_seconds:
