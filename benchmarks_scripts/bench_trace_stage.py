@@ -26,7 +26,7 @@ def main() -> None:
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="packd-bench-traces-") as scratch:
         workdir = Path(scratch)
-        for part in ("Snakefile", "config.yaml", "config", "workflow", "profiles", "tests"):
+        for part in ("Snakefile", "config.yaml", "config", "envs", "workflow", "profiles", "tests"):
             source = REPO / part
             if source.is_dir():
                 shutil.copytree(source, workdir / part)
