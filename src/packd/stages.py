@@ -326,7 +326,7 @@ def train_teacher(
     from packd.checkpoint import save_checkpoint
     from packd.dataset import load_split
     from packd.models import build_model, count_parameters
-    from packd.train import resolve_device, seed_everything, train_model
+    from packd.train import resolve_device, seed_everything
 
     splits = {name: load_split(Path(path)) for name, path in split_paths.items()}
     header: dict[str, Any] = {"arch": arch, "size": dict(size), "role": "teacher", "app": app}
@@ -360,22 +360,17 @@ def train_teacher(
         count_parameters(model),
         n_train,
     )
-    phase = train_config["teacher"]
-    result = train_model(
+    result = _train_phase(
         model,
         (splits["train"]["inputs"], splits["train"]["labels"]),
-        (splits["val"]["inputs"], splits["val"]["labels"]),
-        test=(splits["test"]["inputs"], splits["test"]["labels"]),
-        loss="bce",
-        epochs=phase["epochs"],
-        lr=phase_learning_rate(train_config, "teacher", arch),
-        batch_size=phase["batch_size"],
-        patience=phase["patience"],
-        min_epochs=phase.get("min_epochs", 1),
-        seed=seed,
-        device=resolve_device(train_config.get("device", "auto")),
-        amp=train_config.get("amp", "auto"),
-        log=log.info,
+        splits,
+        "bce",
+        train_config,
+        "teacher",
+        arch,
+        seed,
+        resolve_device(train_config.get("device", "auto")),
+        log,
     )
     header.update(
         params=count_parameters(model),
@@ -385,6 +380,40 @@ def train_teacher(
         device=str(result.device),
     )
     save_checkpoint(Path(checkpoint_path), result.best_state, header)
+
+
+def _train_phase(
+    model: Any,
+    train_data: tuple,
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    loss: Any,
+    train_config: Mapping[str, Any],
+    phase_name: str,
+    arch: str,
+    seed: int,
+    device: Any,
+    log: logging.Logger,
+) -> Any:
+    """train_model with one phase's (teacher or student) budget from the config."""
+    from packd.train import train_model
+
+    phase = train_config[phase_name]
+    return train_model(
+        model,
+        train_data,
+        (splits["val"]["inputs"], splits["val"]["labels"]),
+        test=(splits["test"]["inputs"], splits["test"]["labels"]),
+        loss=loss,
+        epochs=phase["epochs"],
+        lr=phase_learning_rate(train_config, phase_name, arch),
+        batch_size=phase["batch_size"],
+        patience=phase["patience"],
+        min_epochs=phase.get("min_epochs", 1),
+        seed=seed,
+        device=device,
+        amp=train_config.get("amp", "auto"),
+        log=log.info,
+    )
 
 
 def phase_learning_rate(train_config: Mapping[str, Any], phase: str, arch: str) -> float:
@@ -424,11 +453,10 @@ def train_student(
     from packd.dataset import load_split
     from packd.distill import teacher_soft_logits
     from packd.models import build_model, count_parameters
-    from packd.train import resolve_device, seed_everything, train_model
+    from packd.train import resolve_device, seed_everything
 
     splits = {name: load_split(Path(path)) for name, path in split_paths.items()}
     device = resolve_device(train_config.get("device", "auto"))
-    phase = train_config["student"]
     train_inputs, train_labels = splits["train"]["inputs"], splits["train"]["labels"]
     if settings["kind"] == "no_kd":
         loss: Any = "bce"
@@ -455,21 +483,8 @@ def train_student(
     seed_everything(seed)
     model = build_model(arch, size)
     log.info("%s student %s (%s): %d parameters", arch, dict(size), method, count_parameters(model))
-    result = train_model(
-        model,
-        train_data,
-        (splits["val"]["inputs"], splits["val"]["labels"]),
-        test=(splits["test"]["inputs"], splits["test"]["labels"]),
-        loss=loss,
-        epochs=phase["epochs"],
-        lr=phase_learning_rate(train_config, "student", arch),
-        batch_size=phase["batch_size"],
-        patience=phase["patience"],
-        min_epochs=phase.get("min_epochs", 1),
-        seed=seed,
-        device=device,
-        amp=train_config.get("amp", "auto"),
-        log=log.info,
+    result = _train_phase(
+        model, train_data, splits, loss, train_config, "student", arch, seed, device, log
     )
     header = {
         "arch": arch,
