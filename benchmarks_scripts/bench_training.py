@@ -11,23 +11,22 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from packd.distill import bce_loss
 from packd.metrics import latency_per_sample
 from packd.models import PAPER_SIZES, build_model, count_parameters
 from packd.train import resolve_device
 
-# The default config's sizes: small CPU teachers (100-300 K parameters), ~10 K students
-DEFAULT_SIZES: dict[str, dict[str, dict]] = {
-    "lstm": {"teacher": {"hidden": 96, "layers": 3}, "student": {"hidden": 16, "layers": 1}},
-    "mixer": {"teacher": {"dim": 128, "depth": 6}, "student": {"dim": 18, "depth": 8}},
-    "resnet": {
-        "teacher": {"block": "bottleneck", "layers": [1, 1, 1, 1], "width": 10},
-        "student": {"block": "basic", "layers": [1, 1, 1], "width": 4},
-    },
-}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def config_sizes(configfile: Path) -> dict[str, dict[str, dict]]:
+    """Teacher and student sizes of a workflow config (default: the demo's config.yaml)."""
+    return yaml.safe_load(configfile.read_text())["models"]
 
 
 def training_samples_per_second(
@@ -58,18 +57,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper", action="store_true", help="use the paper's sizes")
     parser.add_argument("--sizes", help="JSON {arch: {teacher: {...}, student: {...}}}")
+    parser.add_argument(
+        "--configfile", type=Path, default=REPO / "config.yaml", help="config to take sizes from"
+    )
     parser.add_argument("--archs", nargs="*", help="only these archs")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps")
     parser.add_argument("--repeats", type=int, default=10, help="timed inference repeats")
     args = parser.parse_args()
 
-    sizes = PAPER_SIZES if args.paper else DEFAULT_SIZES
+    sizes = PAPER_SIZES if args.paper else config_sizes(args.configfile)
     if args.sizes:
         sizes = json.loads(args.sizes)
     device = resolve_device(args.device)
     print(f"device: {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU threads)")
-    print(f"sizes: {'paper' if args.paper else 'custom' if args.sizes else 'default config'}")
+    print(f"sizes: {'paper' if args.paper else 'custom' if args.sizes else str(args.configfile)}")
     header = f"{'arch':7} {'role':8} {'params':>10} {'train samples/s':>16}"
     print(f"{header} {'infer s/sample b1':>18} {'infer s/sample b1024':>21}")
     for arch, roles in sizes.items():
