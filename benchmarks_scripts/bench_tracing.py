@@ -1,9 +1,10 @@
 """Benchmark of load tracing: uninstrumented vs sancov-traced graph kernels, and lackey's speed.
 
-Times are the program's own ROI seconds (the kernel only, not graph construction), min of
---repeats runs. "traced" includes the hook calls and writing every record to the trace file.
+ROI times are the program's own seconds for the kernel (not graph construction), min of
+--repeats runs; "traced" includes the hooks and storing every record in the trace file.
+Whole-program times are wall seconds of the uninstrumented program and of trace_kernel().
 
-    python benchmarks_scripts/bench_tracing.py [--scale 14] [--degree 16] [--lackey-scale 8]
+    python benchmarks_scripts/bench_tracing.py [--scale 14] [--degree 16] [--trials 4]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from packd.tracing import (
     _fast_tmp_dir,
     _LackeyParser,
     compile_kernel,
+    kernel_arguments,
     kernel_info,
     trace_command_lackey,
     trace_kernel,
@@ -30,65 +32,81 @@ from packd.tracing import (
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "workflow" / "kernels"
 
 
-def roi_seconds(binary: Path, kernel: str, args: argparse.Namespace, trace_dir: str | None):
-    """Min ROI seconds over the repeats, and the number of loads written (0 if not traced)."""
+def roi_seconds(
+    binary: Path, kernel: str, args: argparse.Namespace, trace_dir: str | None
+) -> tuple[float, int]:
+    """Min ROI seconds over the repeats, and the number of loads recorded (0 if not traced)."""
     best, loads = float("inf"), 0
+    extra = ["--trials", str(args.trials)] if args.trials > 1 else []
     for _ in range(args.repeats):
-        env = None
-        if trace_dir == os.devnull:  # records built in memory, writes discarded by the OS
-            env = {"PACKD_TRACE_OUT": os.devnull}
+        with tempfile.TemporaryDirectory(dir=trace_dir) as tmp:
+            env = None
+            if trace_dir is not None:
+                env = {"PACKD_TRACE_OUT": str(Path(tmp) / "t.bin")}
             info = kernel_info(
-                binary, kernel, args.graph, args.scale, args.degree, args.seed, env=env
+                binary,
+                kernel,
+                args.graph,
+                args.scale,
+                args.degree,
+                args.seed,
+                extra_args=extra,
+                env=env,
             )
-        else:
-            with tempfile.TemporaryDirectory(dir=trace_dir) as tmp:
-                if trace_dir is not None:
-                    env = {"PACKD_TRACE_OUT": str(Path(tmp) / "t.bin")}
-                info = kernel_info(
-                    binary, kernel, args.graph, args.scale, args.degree, args.seed, env=env
-                )
-                if env is not None:
-                    loads = Path(env["PACKD_TRACE_OUT"]).stat().st_size // RECORD_DTYPE.itemsize
+            if env is not None:
+                loads = Path(env["PACKD_TRACE_OUT"]).stat().st_size // RECORD_DTYPE.itemsize
         best = min(best, float(info["roi_seconds"]))
     return best, loads
 
 
-def bench_sancov(plain: Path, inst: Path, args: argparse.Namespace) -> None:
-    """Per kernel: plain, hooks-inactive, /dev/null, traced-to-tmpfs and -disk ROI times."""
+def wall_seconds(run, *run_args, repeats: int = 3, **run_kwargs) -> float:
+    """Min wall seconds of run(*run_args, **run_kwargs) over the repeats."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(*run_args, **run_kwargs)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_sancov(plain: Path, inlined: Path, called: Path, args: argparse.Namespace) -> None:
+    """Per kernel: ROI seconds plain, hooks inactive, traced (inlined / called hooks, tmpfs /
+    disk), and whole-program wall seconds plain vs trace_kernel()."""
     shm = _fast_tmp_dir()
     disk = tempfile.gettempdir()
     print(
         f"\n== sancov: graph={args.graph} scale={args.scale} degree={args.degree} "
-        f"(ROI seconds, min of {args.repeats}; tmpfs={shm}, disk={disk})"
+        f"trials={args.trials} (seconds, min of {args.repeats}; tmpfs={shm}, disk={disk})"
     )
-    header = (
-        f"{'kernel':6} {'loads':>11} {'plain_s':>9} {'hooks_s':>9} {'x':>6} {'null_s':>8} {'x':>6} "
-        f"{'traced_s':>9} {'x':>6} {'Mloads/s':>9} {'disk_s':>8} {'x':>6} {'py_total_s':>10}"
+    print(
+        f"{'kernel':6} {'loads':>11} {'roi_plain':>9} {'hooks':>6} {'traced':>9} {'x':>5} "
+        f"{'Mloads/s':>8} {'called_x':>8} {'disk_x':>6} | "
+        f"{'run_plain':>9} {'run_traced':>10} {'x':>5}"
     )
-    print(header)
+    extra = ["--trials", str(args.trials)] if args.trials > 1 else []
     for kernel in KERNELS:
         t_plain, _ = roi_seconds(plain, kernel, args, None)
-        # Instrumented but not tracing: the cost of the hook calls alone.
-        t_hooks, _ = roi_seconds(inst, kernel, args, None)
-        t_null, _ = roi_seconds(inst, kernel, args, os.devnull)
-        t_shm, loads = roi_seconds(inst, kernel, args, shm)
-        t_disk, _ = roi_seconds(inst, kernel, args, disk)
-        t0 = time.perf_counter()
-        stream = trace_kernel(inst, kernel, args.graph, args.scale, args.degree, args.seed)
-        t_py = time.perf_counter() - t0
-        assert len(stream) == loads, (len(stream), loads)
-        del stream
+        # Instrumented but not tracing: the cost of the inactive hooks alone.
+        t_hooks, _ = roi_seconds(inlined, kernel, args, None)
+        t_shm, loads = roi_seconds(inlined, kernel, args, shm)
+        t_called, _ = roi_seconds(called, kernel, args, shm)
+        t_disk, _ = roi_seconds(inlined, kernel, args, disk)
+        graph = (args.graph, args.scale, args.degree, args.seed)
+        cmd = [str(plain), *kernel_arguments(kernel, *graph), *extra]
+        w_plain = wall_seconds(subprocess.run, cmd, check=True, capture_output=True)
+        w_traced = wall_seconds(trace_kernel, inlined, kernel, *graph, extra_args=extra)
         print(
-            f"{kernel:6} {loads:11,d} {t_plain:9.4f} {t_hooks:9.4f} {t_hooks / t_plain:6.1f} "
-            f"{t_null:8.4f} {t_null / t_plain:6.1f} "
-            f"{t_shm:9.4f} {t_shm / t_plain:6.1f} {loads / t_shm / 1e6:9.1f} "
-            f"{t_disk:8.4f} {t_disk / t_plain:6.1f} {t_py:10.3f}"
+            f"{kernel:6} {loads:11,d} {t_plain:9.4f} {t_hooks / t_plain:6.1f} {t_shm:9.4f} "
+            f"{t_shm / t_plain:5.1f} {loads / t_shm / 1e6:8.0f} {t_called / t_plain:8.1f} "
+            f"{t_disk / t_plain:6.1f} | {w_plain:9.3f} {w_traced:10.3f} {w_traced / w_plain:5.1f}"
         )
     print(
-        "x = slowdown vs plain; hooks = instrumented, not recording; null = recording, "
-        "written to /dev/null;\ntraced = written to tmpfs (what trace_kernel does), "
-        "disk = written under the temp dir;\npy_total_s = trace_kernel() wall time incl. graph "
-        "build and reading the records"
+        "roi_plain = uninstrumented kernel (ROI) seconds; the other ROI columns are slowdowns x\n"
+        "against it: hooks = instrumented, not recording; traced = recorded to tmpfs with inlined\n"
+        "hooks (what the workflow does); called_x = the same with called hooks (no llvm-link);\n"
+        "disk_x = recorded under the temp dir. run_plain = the uninstrumented program's wall\n"
+        "seconds (graph build + kernel); run_traced = trace_kernel() (graph build, traced kernel,\n"
+        "records decoded in Python)"
     )
 
 
@@ -148,15 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--graph", choices=("kron", "uniform"), default="kron")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=1, help="kernel runs in the ROI (GAP's -n)")
     ap.add_argument("--lackey-scale", type=int, default=8)
     ap.add_argument("--no-lackey", action="store_true")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
-        plain, inst = Path(tmp) / "graphkernels", Path(tmp) / "graphkernels-sancov"
+        plain = Path(tmp) / "graphkernels"
+        inlined, called = Path(tmp) / "graphkernels-sancov", Path(tmp) / "graphkernels-called"
         meta = compile_kernel(KERNEL_DIR, plain, instrumented=False)
-        compile_kernel(KERNEL_DIR, inst, instrumented=True)
-        print(f"compiler: {meta['cc']}; cpus: {os.cpu_count()}; python {sys.version.split()[0]}")
-        bench_sancov(plain, inst, args)
+        inst_meta = compile_kernel(KERNEL_DIR, inlined, instrumented=True)
+        compile_kernel(KERNEL_DIR, called, instrumented=True, inline_hooks=False)
+        print(
+            f"compiler: {meta['cc']}; tracer build: {inst_meta['instrumentation']}; "
+            f"cpus: {os.cpu_count()}; python {sys.version.split()[0]}"
+        )
+        bench_sancov(plain, inlined, called, args)
         if not args.no_lackey:
             bench_lackey(plain, args)
     return 0

@@ -242,3 +242,48 @@ def significance_table(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def seed_noise_table(
+    runs: Mapping[str, pd.DataFrame],
+    comparisons: Sequence[tuple[str, str]] = (
+        ("packd", "standard_kd"),
+        ("packd", "no_kd"),
+        ("teacher", "packd"),
+    ),
+    protocol: str = "validation",
+) -> pd.DataFrame:
+    """How far the main table's F1 moves between runs that differ only in their seed.
+
+    runs: main tables (long form) by run label, at least two. Per comparison (a, b): the mean
+    over app x arch cells of F1(a) - F1(b) in each run; the spread of that mean across runs
+    (its standard deviation, the training noise of the headline figure); the pooled per-cell
+    standard deviation of F1(a) across runs; and the share of cells whose sign of F1(a) - F1(b)
+    is the same in every run.
+    """
+    if len(runs) < 2:
+        raise ValueError(f"need at least two runs to measure seed noise, got {len(runs)}")
+    wide = {}
+    for label, table in runs.items():
+        rows = table[table["protocol"] == protocol]
+        wide[label] = rows.pivot_table(index=["app", "arch"], columns="method", values="f1")
+    cells = None
+    for frame in wide.values():
+        cells = frame.index if cells is None else cells.intersection(frame.index)
+    if cells is None or len(cells) == 0:
+        raise ValueError("the runs share no (app, arch) cell")
+    rows_out = []
+    for first, second in comparisons:
+        diffs = np.stack(
+            [(w.loc[cells, first] - w.loc[cells, second]).to_numpy() for w in wide.values()]
+        )
+        f1_first = np.stack([w.loc[cells, first].to_numpy() for w in wide.values()])
+        signs = np.sign(diffs)
+        row: dict[str, object] = {"comparison": f"{first} - {second}", "cells": len(cells)}
+        for label, run_diffs in zip(wide, diffs, strict=True):
+            row[f"mean_diff_{label}"] = float(run_diffs.mean())
+        row["sd_of_mean_diff"] = float(diffs.mean(axis=1).std(ddof=1))
+        row[f"sd_cell_f1_{first}"] = float(np.sqrt(f1_first.var(axis=0, ddof=1).mean()))
+        row["same_sign_cells"] = float((signs == signs[0]).all(axis=0).mean())
+        rows_out.append(row)
+    return pd.DataFrame(rows_out)

@@ -4,8 +4,9 @@ Two backends give a :class:`LoadStream` (one row per executed load, in program o
 
 * SanitizerCoverage (``trace_kernel``): the graph-kernel program in ``workflow/kernels`` is built
   with ``clang -fsanitize-coverage=inline-8bit-counters,trace-loads`` and linked with a runtime
-  that writes ``{uint64 pc, uint64 addr}`` records of the loads of the kernel's region of
-  interest (ROI). Fast; ``instr_id`` is the load's ordinal in the ROI (``"load_ordinal"``).
+  (inlined into every load site when ``llvm-link`` is present) that stores one 8-byte record
+  (load site, address) per load of the kernel's region of interest (ROI) into a memory-mapped
+  file. Fast; ``instr_id`` is the load's ordinal in the ROI (``"load_ordinal"``).
 * valgrind lackey (``trace_command_lackey``): any binary, no recompiling, ~100x slower;
   ``instr_id`` is a true instruction count (``"instruction_count"``).
 """
@@ -35,6 +36,7 @@ __all__ = [
     "LoadStream",
     "TracingError",
     "compile_kernel",
+    "decode_records",
     "kernel_answer",
     "kernel_graph",
     "kernel_info",
@@ -50,10 +52,12 @@ SANCOV_FLAGS = ("-fsanitize-coverage=inline-8bit-counters,trace-loads",)
 # -fno-pie/-no-pie: fixed code addresses, so PCs are stable and nm's addresses are run-time ones.
 # -gdwarf-4: valgrind 3.19 cannot read the DWARF 5 that clang 14 emits by default.
 _CFLAGS = ("-O2", "-gdwarf-4", "-fno-pie")
+_CFLAGS_INLINED = ("-O2", "-fno-pie")
 _LDFLAGS = ("-no-pie",)
 
-RECORD_DTYPE = np.dtype([("pc", "<u8"), ("addr", "<u8")])
-"""On-disk record of the sancov runtime (fixed size, little-endian)."""
+RECORD_DTYPE = np.dtype("<u8")
+"""On-disk record of the sancov runtime: load site (pc - trace_pc_base) << 48 | address."""
+_ADDR_BITS = 48
 
 _STDERR_TAIL = 2000  # characters of stderr quoted in errors: enough to see the cause
 
@@ -185,9 +189,17 @@ def _compiler_version(cc_path: str) -> str:
 
 
 def compile_kernel(
-    kernel_dir: Path, out_binary: Path, instrumented: bool, cc: str = "clang"
+    kernel_dir: Path,
+    out_binary: Path,
+    instrumented: bool,
+    cc: str = "clang",
+    inline_hooks: bool = True,
 ) -> dict[str, str]:
-    """Build graphkernels (sancov-instrumented or plain) and return tool versions for metadata."""
+    """Build graphkernels (sancov-instrumented or plain) and return tool versions for metadata.
+
+    inline_hooks: inline the tracer's hooks into the load sites when llvm-link is there (the
+    loads and addresses recorded are the same either way; only the speed and the PCs differ).
+    """
     kernel_dir = Path(kernel_dir)
     out_binary = Path(out_binary)
     main_src = kernel_dir / "graphkernels.c"
@@ -212,25 +224,57 @@ def compile_kernel(
 
     out_binary.parent.mkdir(parents=True, exist_ok=True)
     kernel_flags = [*_CFLAGS, *(SANCOV_FLAGS if instrumented else ())]
+    llvm_link = _llvm_link(cc_path) if instrumented and inline_hooks else None
     with tempfile.TemporaryDirectory(prefix="packd-cc-") as tmp:
         rt_obj = Path(tmp) / "runtime.o"
         main_obj = Path(tmp) / "graphkernels.o"
-        # The runtime gets no coverage flags, or the hooks would trace themselves.
-        _run([cc_path, *_CFLAGS, "-c", "-o", rt_obj, runtime_src])
-        _run([cc_path, *kernel_flags, "-c", "-o", main_obj, main_src])
-        # Link without the coverage flags: with them clang pulls in a sanitizer runtime.
         tmp_bin = Path(tmp) / "graphkernels"
-        _run([cc_path, *_LDFLAGS, "-o", tmp_bin, main_obj, rt_obj, "-lm"])
+        if llvm_link is not None:
+            # Inlined hooks: both files to bitcode, linked, then optimised together so that
+            # every load site gets its own copy of the hook (no call per load).
+            # No -g: clang 14 crashes emitting the debug info of the linked bitcode.
+            kernel_flags = [*_CFLAGS_INLINED, *SANCOV_FLAGS]
+            linked = Path(tmp) / "linked.bc"
+            _run(
+                [cc_path, *_CFLAGS_INLINED, "-DPACKD_INLINE_HOOKS", "-flto", "-c"]
+                + ["-o", rt_obj, runtime_src]
+            )
+            _run([cc_path, *kernel_flags, "-flto", "-c", "-o", main_obj, main_src])
+            _run([llvm_link, main_obj, rt_obj, "-o", linked])
+            _run([cc_path, *_CFLAGS_INLINED, "-c", "-o", main_obj, linked])
+            _run([cc_path, *_LDFLAGS, "-o", tmp_bin, main_obj, "-lm", "-lpthread"])
+        else:
+            # The runtime gets no coverage flags, or the hooks would trace themselves.
+            _run([cc_path, *_CFLAGS, "-c", "-o", rt_obj, runtime_src])
+            _run([cc_path, *kernel_flags, "-c", "-o", main_obj, main_src])
+            # Link without the coverage flags: with them clang pulls in a sanitizer runtime.
+            _run([cc_path, *_LDFLAGS, "-o", tmp_bin, main_obj, rt_obj, "-lm", "-lpthread"])
         # Copy then rename: a concurrent reader never sees a half-written binary.
         staged = out_binary.with_name(out_binary.name + ".tmp")
         shutil.copy2(tmp_bin, staged)
         staged.chmod(0o755)
         os.replace(staged, out_binary)
-    return {
-        "cc": version,
-        "cflags": " ".join(kernel_flags),
-        "instrumentation": "sancov-trace-loads" if instrumented else "none",
-    }
+    instrumentation = "none"
+    if instrumented:
+        instrumentation = "sancov-trace-loads, " + (
+            "hooks inlined" if llvm_link else "hooks called"
+        )
+    return {"cc": version, "cflags": " ".join(kernel_flags), "instrumentation": instrumentation}
+
+
+def _llvm_link(cc_path: str) -> str | None:
+    """llvm-link of the same LLVM as clang (clang-14 -> llvm-link-14), or None when absent."""
+    name = Path(cc_path).name
+    version = name.rsplit("-", 1)[1] if "-" in name else None
+    resolved = Path(os.path.realpath(cc_path))  # /usr/lib/llvm-14/bin/clang on Debian
+    candidates = [resolved.parent / "llvm-link"]
+    if version and version.isdigit():
+        candidates.append(Path(f"/usr/bin/llvm-link-{version}"))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("llvm-link")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,23 +310,35 @@ def trace_kernel(
         out = Path(tmp) / "loads.bin"
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", **(extra_env or {})}
         env["PACKD_TRACE_OUT"] = str(out)
-        if max_loads is not None:
-            env["PACKD_MAX_LOADS"] = str(int(max_loads))
+        # Fixed width, 0 = no limit: the same environment size with or without a limit, so a
+        # limited trace is a prefix of the full one (stack addresses included).
+        env["PACKD_MAX_LOADS"] = f"{int(max_loads or 0):020d}"
         proc = _run(cmd, env=env, cwd=binary.parent, only_env=True)
         size = out.stat().st_size if out.exists() else 0
         if size == 0:
             raise TracingError(
                 cmd, "no loads recorded (is the binary built with sancov trace-loads?)", proc.stderr
             )
-        if size % RECORD_DTYPE.itemsize:
+        info = _stderr_info(proc.stderr)
+        if size % RECORD_DTYPE.itemsize or "trace_pc_base" not in info:
             raise TracingError(cmd, f"truncated trace: {size} bytes", proc.stderr)
+        if int(info["trace_records"]) * RECORD_DTYPE.itemsize != size:
+            raise TracingError(
+                cmd, f"trace holds {size} bytes, not {info['trace_records']} records", proc.stderr
+            )
         rec = np.fromfile(out, dtype=RECORD_DTYPE)
-    # Separate contiguous columns: consumers index them column-wise.
-    pc = np.ascontiguousarray(rec["pc"])
-    addr = np.ascontiguousarray(rec["addr"])
+    pc, addr = decode_records(rec, int(info["trace_pc_base"], 16))
     del rec
     instr_id = np.arange(addr.shape[0], dtype=np.uint64)
     return LoadStream(instr_id=instr_id, pc=pc, addr=addr, instr_id_kind="load_ordinal")
+
+
+def decode_records(records: np.ndarray, pc_base: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pc, addr) columns of the runtime's 8-byte records, given its printed trace_pc_base."""
+    records = np.asarray(records, dtype=np.uint64)
+    addr = records & np.uint64((1 << _ADDR_BITS) - 1)
+    pc = (records >> np.uint64(_ADDR_BITS)) + np.uint64(pc_base)
+    return pc, addr
 
 
 def kernel_info(

@@ -12,6 +12,7 @@ from packd.tables import (
     main_table,
     paired_bootstrap,
     relative_improvement,
+    seed_noise_table,
     significance_table,
 )
 
@@ -116,3 +117,36 @@ def test_significance_table_covers_comparisons_per_arch() -> None:
     }
     assert (result["ci95_low"] <= result["ci95_high"]).all()
     assert (result.loc[result["arch"] == "all", "cells"] == 4).all()
+
+
+def _seed_run(f1: dict[tuple[str, str, str], float]) -> pd.DataFrame:
+    rows = [
+        {"app": app, "arch": arch, "method": method, "f1": value, "protocol": "validation"}
+        for (app, arch, method), value in f1.items()
+    ]
+    rows.append({"app": "x", "arch": "lstm", "method": "packd", "f1": 0.0, "protocol": "test"})
+    return pd.DataFrame(rows)
+
+
+def test_seed_noise_table_measures_spread_and_sign_agreement() -> None:
+    run_a = _seed_run(
+        {("x", "lstm", "packd"): 0.50, ("x", "lstm", "no_kd"): 0.40,
+         ("y", "lstm", "packd"): 0.70, ("y", "lstm", "no_kd"): 0.72}
+    )  # fmt: skip
+    run_b = _seed_run(
+        {("x", "lstm", "packd"): 0.54, ("x", "lstm", "no_kd"): 0.40,
+         ("y", "lstm", "packd"): 0.70, ("y", "lstm", "no_kd"): 0.68}
+    )  # fmt: skip
+    table = seed_noise_table({"s1": run_a, "s2": run_b}, comparisons=[("packd", "no_kd")])
+    row = table.iloc[0]
+    assert row["cells"] == 2
+    assert row["mean_diff_s1"] == pytest.approx((0.10 - 0.02) / 2)
+    assert row["mean_diff_s2"] == pytest.approx((0.14 + 0.02) / 2)
+    # Two runs: sd of the two means is |difference| / sqrt(2).
+    assert row["sd_of_mean_diff"] == pytest.approx(abs(0.04 - 0.08) / np.sqrt(2))
+    # Cell x moves 0.04 (variance 0.0008), cell y does not: pooled sd sqrt(0.0004).
+    assert row["sd_cell_f1_packd"] == pytest.approx(0.02)
+    # x keeps its sign, y flips.
+    assert row["same_sign_cells"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least two"):
+        seed_noise_table({"s1": run_a})

@@ -5,99 +5,161 @@
  * themselves).
  *
  * Every load of the instrumented code calls __sanitizer_cov_loadN(addr) just before it loads.
- * While the region of interest is active (between roi_begin() and roi_end()) the hook appends a
- * fixed-size little-endian record {uint64 pc, uint64 addr} to an in-memory buffer; full buffers
- * are written with one fwrite to the file named by $PACKD_TRACE_OUT. pc is the hook's return
- * address, i.e. a stable code address identifying the load site.
- * $PACKD_MAX_LOADS (optional) stops recording after that many loads.
- * Without $PACKD_TRACE_OUT nothing is recorded (the program runs normally).
+ * While the region of interest is active (between roi_begin() and roi_end()) the hook stores one
+ * 8-byte little-endian record per load straight into the output file, which is memory-mapped:
+ *   bits 63..48  the load site: its code address minus __executable_start
+ *   bits 47..0   the loaded virtual address
+ * The program prints trace_pc_base=0x... (the address of __executable_start) and
+ * trace_records=N on stderr at exit, so a reader can rebuild full PCs.
+ * $PACKD_TRACE_OUT names the file; without it nothing is recorded (the program runs normally).
+ * $PACKD_MAX_LOADS (optional) stops recording after that many loads; 0 means no limit (a
+ * fixed-width value keeps the environment's size, hence the stack's addresses, the same).
+ *
+ * Why it is built this way (see benchmarks_scripts/bench_tracing.py for the figures):
+ * - Writing the records with write(2) cost more than the kernel and the hooks together; the
+ *   mapping lets the hook's store be the only copy. A helper thread faults the mapping's pages in
+ *   ahead of the cursor (MADV_POPULATE_WRITE), so the kernel's thread does not take the faults.
+ * - With PACKD_INLINE_HOOKS the build links this file's bitcode with the kernel's and inlines the
+ *   hooks into every load site; the site is then the address of an instruction at the load
+ *   (read with lea/adr), not a call's return address.
  */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
-typedef struct {
-    uint64_t pc;
-    uint64_t addr;
-} packd_rec_t;
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux >= 5.14; older kernels answer EINVAL (handled) */
+#endif
 
-#define PACKD_BUF_RECS (1u << 20) /* 16 MiB buffer: one write per million loads */
+#define PACKD_SITE_BITS 16
+#define PACKD_ADDR_BITS 48
+/* The file is mapped for this many records (virtual: only touched pages cost memory), whatever
+ * the load limit, so that the kernel's own mappings land at the same addresses with or without
+ * one. A trace that reaches it stops with an error rather than wrap. */
+#define PACKD_DEFAULT_CAPACITY (1ull << 32)
+#define PACKD_AHEAD_BYTES (32ull << 20) /* pages faulted in ahead of the cursor */
+#define PACKD_STEP_BYTES (2ull << 20)
 
-static packd_rec_t *buf;
-/* Hot state: while the ROI is active, cur is the next free record and lim where the hook must
- * call the slow path (buffer full or PACKD_MAX_LOADS reached); outside it cur is NULL, so the
- * inactive hook costs one load and one branch. A cursor (not index + counters) keeps the
- * per-load dependency chain to one pointer. */
-static packd_rec_t *cur, *lim;
-static uint64_t remaining; /* loads still allowed, counted from buf (not from cur) */
+extern char __executable_start[];
+
+/* Hot state: while the ROI is active, cur is the next free record and lim the end of the
+ * mapping (or of the load limit); outside it cur is NULL, so the inactive hook costs one load
+ * and one branch. */
+static uint64_t *cur, *lim;
+static uint64_t *map_base;
+static size_t capacity; /* records the mapping holds */
+static size_t limit;    /* records to keep: capacity or $PACKD_MAX_LOADS */
+static int limit_is_max_loads;
+static int fd = -1;
 static int inited;
-static FILE *out;
 static const char *out_path;
 
-static void write_records(size_t n) {
-    if (n && out) {
-        if (fwrite(buf, sizeof(packd_rec_t), n, out) != n) {
-            /* A truncated trace must not look like a complete one. */
-            fprintf(stderr, "packd tracer: write to %s failed\n", out_path);
-            _exit(3);
+static pthread_t helper;
+static int helper_running, helper_stop;
+
+static void die(const char *what) {
+    /* A truncated trace must not look like a complete one. */
+    fprintf(stderr, "packd tracer: %s (%s): %s\n", what, out_path ? out_path : "?",
+            errno ? strerror(errno) : "");
+    _exit(3);
+}
+
+/* Faults the mapping's pages in ahead of the kernel's cursor. MADV_POPULATE_WRITE never changes
+ * a page's contents, so racing with the stores of the kernel's thread is harmless. */
+static void *prefault_ahead(void *unused) {
+    (void)unused;
+    char *base = (char *)map_base;
+    char *end = (char *)(map_base + limit);
+    char *done = base;
+    int can_populate = 1;
+    while (!__atomic_load_n(&helper_stop, __ATOMIC_ACQUIRE)) {
+        uint64_t *c = __atomic_load_n(&cur, __ATOMIC_RELAXED);
+        char *at = c ? (char *)c : done;
+        if (done < at) done = (char *)((uintptr_t)at & ~(uintptr_t)4095); /* it overtook us */
+        char *want = at + PACKD_AHEAD_BYTES < end ? at + PACKD_AHEAD_BYTES : end;
+        if (done >= want) {
+            struct timespec pause = {0, 20000};
+            nanosleep(&pause, NULL);
+            continue;
         }
+        size_t len = (size_t)(want - done) < PACKD_STEP_BYTES ? (size_t)(want - done)
+                                                             : PACKD_STEP_BYTES;
+        len = (len + 4095) & ~(size_t)4095;
+        if (done + len > end) len = (size_t)(end - done);
+        if (can_populate && madvise(done, len, MADV_POPULATE_WRITE) != 0) can_populate = 0;
+        if (!can_populate) {
+            /* Old kernel: a locked add of 0 faults each page in without changing it. */
+            for (char *p = done; p < done + len; p += 4096) __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
+        }
+        done += len;
     }
-    remaining -= n;
+    return NULL;
 }
 
-static void arm(void) {
-    if (out && remaining > 0) {
-        cur = buf;
-        lim = buf + (remaining < PACKD_BUF_RECS ? remaining : PACKD_BUF_RECS);
-    } else {
-        cur = lim = NULL;
+static void stop_helper(void) {
+    if (!helper_running) return;
+    __atomic_store_n(&helper_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(helper, NULL);
+    helper_running = 0;
+}
+
+static size_t recorded(void) { return cur ? (size_t)(cur - map_base) : 0; }
+
+static size_t n_written; /* records kept when recording stopped */
+
+static void stop_recording(void) {
+    if (cur) n_written = recorded();
+    __atomic_store_n(&cur, (uint64_t *)NULL, __ATOMIC_RELAXED);
+    lim = NULL;
+}
+
+/* Slow path: the mapping is full. At the load limit that is the intended end; otherwise the
+ * trace is longer than the mapping and must not be cut silently. */
+__attribute__((noinline)) static void mapping_full(void) {
+    stop_recording();
+    if (!limit_is_max_loads) {
+        errno = 0;
+        die("trace longer than the mapped capacity; set PACKD_MAX_LOADS");
     }
 }
 
-/* Slow path: flush the (full) buffer, then go on or stop at the load limit. */
-__attribute__((noinline)) static void buffer_full(void) {
-    write_records((size_t)(cur - buf));
-    arm();
-}
-
-static void flush_and_stop(void) {
-    if (cur) write_records((size_t)(cur - buf));
-    cur = lim = NULL;
+__attribute__((noinline, cold)) static void out_of_range(uint64_t site, uint64_t addr) {
+    errno = 0;
+    fprintf(stderr,
+            "packd tracer: load site offset 0x%llx or address 0x%llx does not fit the 8-byte "
+            "record (%d + %d bits)\n",
+            (unsigned long long)site, (unsigned long long)addr, PACKD_SITE_BITS, PACKD_ADDR_BITS);
+    die("record out of range");
 }
 
 static void finish(void) {
-    flush_and_stop();
-    if (out) {
-        if (fclose(out) != 0) {
-            fprintf(stderr, "packd tracer: closing %s failed\n", out_path);
-            _exit(3);
-        }
-        out = NULL;
-    }
+    stop_recording();
+    stop_helper();
+    if (fd < 0) return;
+    if (ftruncate(fd, (off_t)(n_written * sizeof(uint64_t))) != 0) die("cannot truncate");
+    if (munmap(map_base, capacity * sizeof(uint64_t)) != 0) die("cannot unmap");
+    if (close(fd) != 0) die("cannot close");
+    fd = -1;
+    fprintf(stderr, "trace_pc_base=0x%llx\ntrace_records=%zu\n",
+            (unsigned long long)(uintptr_t)__executable_start, n_written);
 }
 
-/* Runs before main: opening the file and touching the buffer's pages (page faults) are setup,
+/* Runs before main: opening and mapping the file and faulting in its first pages are setup,
  * like graph construction, not part of the traced kernel's time. */
 __attribute__((constructor)) static void init_once(void) {
     if (inited) return;
     inited = 1;
     out_path = getenv("PACKD_TRACE_OUT");
     if (!out_path || !*out_path) return;
-    out = fopen(out_path, "wb");
-    if (!out) {
-        perror("packd tracer: cannot open $PACKD_TRACE_OUT");
-        exit(3);
-    }
-    buf = (packd_rec_t *)malloc(PACKD_BUF_RECS * sizeof(packd_rec_t));
-    if (!buf) {
-        fprintf(stderr, "packd tracer: out of memory\n");
-        exit(3);
-    }
-    /* Non-zero: clang turns malloc + memset(0) into calloc, which would touch nothing. */
-    memset(buf, 0xFF, PACKD_BUF_RECS * sizeof(packd_rec_t));
-    remaining = UINT64_MAX;
+    capacity = limit = PACKD_DEFAULT_CAPACITY;
     const char *m = getenv("PACKD_MAX_LOADS");
     if (m && *m) {
         char *end = NULL;
@@ -106,35 +168,78 @@ __attribute__((constructor)) static void init_once(void) {
             fprintf(stderr, "packd tracer: bad PACKD_MAX_LOADS=%s\n", m);
             exit(3);
         }
-        remaining = v;
+        if (v > 0 && v < capacity) {
+            limit = v;
+            limit_is_max_loads = 1;
+        }
+    }
+    fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) die("cannot open $PACKD_TRACE_OUT");
+    size_t bytes = capacity * sizeof(uint64_t);
+    if (ftruncate(fd, (off_t)bytes) != 0) die("cannot size the trace file");
+    map_base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map_base == MAP_FAILED) die("cannot map the trace file");
+    size_t first = limit * sizeof(uint64_t);
+    if (first > PACKD_AHEAD_BYTES) first = PACKD_AHEAD_BYTES;
+    if (madvise(map_base, first, MADV_POPULATE_WRITE) != 0) {
+        for (size_t off = 0; off < first; off += 4096)
+            __atomic_fetch_add((char *)map_base + off, 0, __ATOMIC_RELAXED);
     }
     atexit(finish);
 }
 
 __attribute__((noinline)) void roi_begin(void) {
     if (!inited) init_once();
-    if (!cur) arm();
+    if (fd >= 0 && !cur && n_written < limit) {
+        lim = map_base + limit;
+        __atomic_store_n(&cur, map_base + n_written, __ATOMIC_RELAXED);
+        if (!helper_running) {
+            helper_stop = 0;
+            helper_running = pthread_create(&helper, NULL, prefault_ahead, NULL) == 0;
+        }
+    }
     __asm__ volatile("" ::: "memory");
 }
 
 __attribute__((noinline)) void roi_end(void) {
-    flush_and_stop();
-    if (out) fflush(out);
+    stop_recording();
+    stop_helper();
     __asm__ volatile("" ::: "memory");
 }
 
 static inline __attribute__((always_inline)) void record(uint64_t pc, const void *addr) {
-    packd_rec_t *c = cur;
+    uint64_t *c = cur;
     if (__builtin_expect(c == NULL, 1)) return;
-    c->pc = pc;
-    c->addr = (uint64_t)(uintptr_t)addr;
-    cur = ++c;
-    if (__builtin_expect(c == lim, 0)) buffer_full();
+    uint64_t site = pc - (uint64_t)(uintptr_t)__executable_start;
+    uint64_t a = (uint64_t)(uintptr_t)addr;
+    if (__builtin_expect(((site >> PACKD_SITE_BITS) | (a >> PACKD_ADDR_BITS)) != 0, 0))
+        out_of_range(site, a);
+    *c = (site << PACKD_ADDR_BITS) | a;
+    ++c;
+    /* Relaxed atomic: a plain store, but one the compiler keeps in place for the helper. */
+    __atomic_store_n(&cur, c, __ATOMIC_RELAXED);
+    if (__builtin_expect(c == lim, 0)) mapping_full();
 }
 
-#define PACKD_HOOK(N)                                                     \
-    void __sanitizer_cov_load##N(void *addr) {                            \
-        record((uint64_t)(uintptr_t)__builtin_return_address(0), addr);   \
+#if defined(PACKD_INLINE_HOOKS) && defined(__x86_64__)
+#define PACKD_SITE_PC(pc) __asm__ volatile("lea 0(%%rip), %0" : "=r"(pc))
+#elif defined(PACKD_INLINE_HOOKS) && defined(__aarch64__)
+#define PACKD_SITE_PC(pc) __asm__ volatile("adr %0, ." : "=r"(pc))
+#else
+#define PACKD_SITE_PC(pc) (pc) = (uint64_t)(uintptr_t)__builtin_return_address(0)
+#endif
+
+#ifdef PACKD_INLINE_HOOKS
+#define PACKD_HOOK_ATTR __attribute__((always_inline))
+#else
+#define PACKD_HOOK_ATTR
+#endif
+
+#define PACKD_HOOK(N)                                    \
+    PACKD_HOOK_ATTR void __sanitizer_cov_load##N(void *addr) { \
+        uint64_t pc;                                     \
+        PACKD_SITE_PC(pc);                               \
+        record(pc, addr);                                \
     }
 
 PACKD_HOOK(1)
