@@ -30,7 +30,7 @@ KERNEL_FUNCS = {
     "bc": ("kernel_bc",),
     "sssp": ("kernel_sssp", "vec_push"),
 }
-SANCOV = ["-fsanitize-coverage=inline-8bit-counters,trace-loads"]
+SANCOV = ["-fsanitize-coverage=func,inline-8bit-counters,trace-loads"]
 TINY_FLAGS = ["-O1", "-fno-vectorize", "-fno-slp-vectorize", "-gdwarf-4", "-fno-pie"]
 N_TINY = 1000
 
@@ -233,11 +233,12 @@ def test_inlined_and_called_hooks_record_the_same_loads(
         assert in_ranges(a.pc, funcs).all()
 
 
-def test_decode_records_round_trip() -> None:
-    base = 0x400000
-    pcs = np.array([base + 0x1234, base, base + 0xFFFF], dtype=np.uint64)
-    addrs = np.array([0x7FFFFFFFE000, 0x10, (1 << 48) - 1], dtype=np.uint64)
-    records = ((pcs - np.uint64(base)) << np.uint64(48)) | addrs
+@pytest.mark.parametrize("base", [0x400000, 0x555555554000 + 0x1F000])
+def test_decode_records_round_trip(base: int) -> None:
+    """Records keep the PC's low 17 bits; any PC in [base, base + 128 KiB) comes back."""
+    pcs = np.array([base + 0x1234, base, base + 0x1FFFF, base + 0x10000], dtype=np.uint64)
+    addrs = np.array([0x7FFFFFFFE000, 0x10, (1 << 47) - 1, 0x4102A0], dtype=np.uint64)
+    records = (pcs << np.uint64(47)) | addrs  # what the runtime stores (high bits shift out)
     pc, addr = decode_records(records, base)
     np.testing.assert_array_equal(pc, pcs)
     np.testing.assert_array_equal(addr, addrs)
