@@ -233,6 +233,26 @@ def test_inlined_and_called_hooks_record_the_same_loads(
         assert in_ranges(a.pc, funcs).all()
 
 
+def test_sancov_under_an_address_space_cap(bins: dict[str, Path], tmp_path: Path) -> None:
+    """With ulimit -v (as on some clusters) a load limit still traces; no limit fails loudly."""
+    import resource
+
+    def cap_address_space() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    out = tmp_path / "t.bin"
+    cmd = [str(bins["sancov"]), "--kernel", "pr", "--graph", "kron", "--scale", "8"]
+    cmd += ["--degree", "8", "--seed", "1"]
+    env = {"PACKD_TRACE_OUT": str(out), "PACKD_MAX_LOADS": "500"}
+    ok = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=cap_address_space)
+    assert ok.returncode == 0, ok.stderr
+    assert out.stat().st_size == 500 * 8 and "trace_records=500" in ok.stderr
+    env["PACKD_MAX_LOADS"] = "0"
+    bad = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=cap_address_space)
+    assert bad.returncode == 3
+    assert "cannot size or map the trace file" in bad.stderr
+
+
 @pytest.mark.parametrize("base", [0x400000, 0x555555554000 + 0x1F000])
 def test_decode_records_round_trip(base: int) -> None:
     """Records keep the PC's low 17 bits; any PC in [base, base + 128 KiB) comes back."""

@@ -183,9 +183,18 @@ __attribute__((constructor)) static void init_once(void) {
     fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) die("cannot open $PACKD_TRACE_OUT");
     size_t bytes = capacity * sizeof(uint64_t);
-    if (ftruncate(fd, (off_t)bytes) != 0) die("cannot size the trace file");
-    map_base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (map_base == MAP_FAILED) die("cannot map the trace file");
+    map_base = MAP_FAILED;
+    if (ftruncate(fd, (off_t)bytes) == 0)
+        map_base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map_base == MAP_FAILED && limit_is_max_loads) {
+        /* A cap on address space (ulimit -v on some clusters) or on file size: map only what
+         * the limit needs. The kernel's own addresses may then differ from an unlimited run. */
+        capacity = limit;
+        bytes = capacity * sizeof(uint64_t);
+        if (ftruncate(fd, (off_t)bytes) == 0)
+            map_base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    }
+    if (map_base == MAP_FAILED) die("cannot size or map the trace file (set PACKD_MAX_LOADS?)");
     size_t first = limit * sizeof(uint64_t);
     size_t most = limit_is_max_loads ? PACKD_PREFAULT_MAX : PACKD_AHEAD_BYTES;
     if (first > most) first = most;
