@@ -104,19 +104,30 @@ def trace_app(
                 Path(binary), **kernel_args, max_loads=max_loads, extra_args=trial_args
             )
         else:
+            # `./name` from the binary's folder, as trace_kernel does: argv[0] is on the stack.
             command = [
-                str(Path(binary).resolve()),
+                f"./{Path(binary).name}",
                 *tracer.kernel_arguments(**kernel_args),
                 *trial_args,
             ]
             loads = tracer.trace_command_lackey(
-                command, max_loads=max_loads, roi_symbols=("roi_begin", "roi_end")
+                command,
+                max_loads=max_loads,
+                roi_symbols=("roi_begin", "roi_end"),
+                cwd=Path(binary).resolve().parent,
             )
     else:
-        metadata.update(source="command", command=source["command"], backend="lackey")
+        metadata.update(
+            source="command",
+            command=source["command"],
+            env=dict(source.get("env", {})),
+            backend="lackey",
+        )
         roi = tuple(source["roi"]) if "roi" in source else None
         log.info("tracing command %r with valgrind lackey", source["command"])
-        loads = tracer.trace_command_lackey(source["command"], max_loads=max_loads, roi_symbols=roi)
+        loads = tracer.trace_command_lackey(
+            source["command"], max_loads=max_loads, roi_symbols=roi, env=source.get("env")
+        )
     log.info("recorded %d loads (%d distinct pcs)", len(loads.addr), len(np.unique(loads.pc)))
     levels = cache_levels(cache_config)
     memory_latency = cache_config.get("memory_latency", 200)

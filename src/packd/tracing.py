@@ -61,6 +61,9 @@ RECORD_DTYPE = np.dtype("<u8")
 _ADDR_BITS = 47
 _SITE_BITS = 64 - _ADDR_BITS
 
+LACKEY_BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
+"""The whole environment of a lackey-traced program, besides the app's own `env`."""
+
 _STDERR_TAIL = 2000  # characters of stderr quoted in errors: enough to see the cause
 
 
@@ -548,17 +551,29 @@ def trace_command_lackey(
     command: list[str] | str,
     max_loads: int | None = None,
     roi_symbols: tuple[str, str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> LoadStream:
-    """Trace any program's loads with valgrind lackey (slow), optionally only in a ROI."""
+    """Trace any program's loads with valgrind lackey (slow), optionally only in a ROI.
+
+    The program sees only LACKEY_BASE_ENV plus env, not the caller's environment: the stack's
+    addresses depend on the environment, and a trace must not change with the machine or the
+    SLURM job that takes it. cwd: the folder it runs in (relative paths resolve there).
+    """
     argv = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
     if not argv:
         raise ValueError("empty command")
+    if cwd is not None and ("/" in argv[0]) and not Path(argv[0]).is_absolute():
+        argv_path = str(Path(cwd) / argv[0])
+    else:
+        argv_path = argv[0]
     if max_loads is not None and max_loads <= 0:
         raise ValueError(f"max_loads must be positive, not {max_loads}")
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise TracingError(argv, "valgrind not found on PATH (apt-get install valgrind)")
-    roi = _resolve_roi(argv[0], roi_symbols) if roi_symbols else None
+    roi = _resolve_roi(argv_path, roi_symbols) if roi_symbols else None
     parser = _LackeyParser(roi, max_loads)
     read_fd, write_fd = os.pipe()
     # The trace goes to its own pipe (--log-fd) so the program's stdout/stderr cannot mix in.
@@ -567,7 +582,12 @@ def trace_command_lackey(
     with tempfile.TemporaryFile() as err_file:
         try:
             proc = subprocess.Popen(
-                cmd, pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=err_file
+                cmd,
+                pass_fds=(write_fd,),
+                stdout=subprocess.DEVNULL,
+                stderr=err_file,
+                env={**LACKEY_BASE_ENV, **(env or {})},
+                cwd=cwd,
             )
         except OSError as exc:
             os.close(read_fd)

@@ -322,8 +322,11 @@ def test_lackey_small_loop_roi(
     bins: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     addr_file = tmp_path / "addrs.txt"
-    monkeypatch.setenv("TINY_ADDR_OUT", str(addr_file))
-    s = trace_command_lackey([str(bins["tiny_plain"])], roi_symbols=("roi_begin", "roi_end"))
+    s = trace_command_lackey(
+        [str(bins["tiny_plain"])],
+        roi_symbols=("roi_begin", "roi_end"),
+        env={"TINY_ADDR_OUT": str(addr_file)},
+    )
     check_stream(s, "instruction_count")
     idx_base, a_base = map(int, addr_file.read_text().split())
     perm = (np.arange(N_TINY, dtype=np.int64) * 7919) % N_TINY
@@ -339,6 +342,24 @@ def test_lackey_small_loop_roi(
     # The PC of each load is in main's code.
     ranges = function_ranges(bins["tiny_plain"])
     assert in_ranges(s.pc[in_idx | in_a], [ranges["main"]]).all()
+
+
+@needs_valgrind
+def test_lackey_trace_does_not_depend_on_caller_environment(
+    bins: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The program sees a fixed environment (plus env=), so its stack does not move."""
+    folder = bins["tiny_plain"].parent
+    command = [f"./{bins['tiny_plain'].name}"]
+    here = trace_command_lackey(command, max_loads=3000, cwd=folder)
+    monkeypatch.setenv("SLURM_JOB_ID", "1234567" * 30)
+    monkeypatch.chdir(tmp_path)
+    there = trace_command_lackey(command, max_loads=3000, cwd=folder)
+    np.testing.assert_array_equal(here.addr, there.addr)
+    # The app's own variables do reach it: TINY_ADDR_OUT makes it write its array addresses.
+    addr_file = tmp_path / "addrs.txt"
+    trace_command_lackey(command, cwd=folder, env={"TINY_ADDR_OUT": str(addr_file)})
+    assert len(addr_file.read_text().split()) == 2
 
 
 @needs_valgrind
@@ -361,9 +382,8 @@ def test_lackey_failures(bins: dict[str, Path], monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(TracingError) as exc:
         trace_command_lackey([str(bins["crash_plain"])])
     assert "crash_plain" in str(exc.value)
-    monkeypatch.setenv("CRASH_EXIT", "4")
     with pytest.raises(TracingError, match="exit code 4"):
-        trace_command_lackey([str(bins["crash_plain"])])
+        trace_command_lackey([str(bins["crash_plain"])], env={"CRASH_EXIT": "4"})
 
 
 @needs_valgrind
