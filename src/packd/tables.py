@@ -258,8 +258,8 @@ def seed_noise_table(
     runs: main tables (long form) by run label, at least two. Per comparison (a, b): the mean
     over app x arch cells of F1(a) - F1(b) in each run; the spread of that mean across runs
     (its standard deviation, the training noise of the headline figure); the pooled per-cell
-    standard deviation of F1(a) across runs; and the share of cells whose sign of F1(a) - F1(b)
-    is the same in every run.
+    standard deviation of F1(a) - F1(b) across runs; and the share of cells whose sign of
+    F1(a) - F1(b) is the same in every run.
     """
     if len(runs) < 2:
         raise ValueError(f"need at least two runs to measure seed noise, got {len(runs)}")
@@ -277,13 +277,12 @@ def seed_noise_table(
         diffs = np.stack(
             [(w.loc[cells, first] - w.loc[cells, second]).to_numpy() for w in wide.values()]
         )
-        f1_first = np.stack([w.loc[cells, first].to_numpy() for w in wide.values()])
         signs = np.sign(diffs)
         row: dict[str, object] = {"comparison": f"{first} - {second}", "cells": len(cells)}
         for label, run_diffs in zip(wide, diffs, strict=True):
             row[f"mean_diff_{label}"] = float(run_diffs.mean())
         row["sd_of_mean_diff"] = float(diffs.mean(axis=1).std(ddof=1))
-        row[f"sd_cell_f1_{first}"] = float(np.sqrt(f1_first.var(axis=0, ddof=1).mean()))
+        row["sd_cell_diff"] = float(np.sqrt(diffs.var(axis=0, ddof=1).mean()))
         row["same_sign_cells"] = float((signs == signs[0]).all(axis=0).mean())
         rows_out.append(row)
     return pd.DataFrame(rows_out)

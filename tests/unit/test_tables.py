@@ -144,8 +144,8 @@ def test_seed_noise_table_measures_spread_and_sign_agreement() -> None:
     assert row["mean_diff_s2"] == pytest.approx((0.14 + 0.02) / 2)
     # Two runs: sd of the two means is |difference| / sqrt(2).
     assert row["sd_of_mean_diff"] == pytest.approx(abs(0.04 - 0.08) / np.sqrt(2))
-    # Cell x moves 0.04 (variance 0.0008), cell y does not: pooled sd sqrt(0.0004).
-    assert row["sd_cell_f1_packd"] == pytest.approx(0.02)
+    # The difference moves by 0.04 in both cells (variance 0.0008 each): pooled sd sqrt(0.0008).
+    assert row["sd_cell_diff"] == pytest.approx(np.sqrt(0.0008))
     # x keeps its sign, y flips.
     assert row["same_sign_cells"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="at least two"):
