@@ -249,6 +249,7 @@ def seed_noise_table(
     comparisons: Sequence[tuple[str, str]] = (
         ("packd", "standard_kd"),
         ("packd", "no_kd"),
+        ("standard_kd", "no_kd"),
         ("teacher", "packd"),
     ),
     protocol: str = "validation",
@@ -258,8 +259,8 @@ def seed_noise_table(
     runs: main tables (long form) by run label, at least two. Per comparison (a, b): the mean
     over app x arch cells of F1(a) - F1(b) in each run; the spread of that mean across runs
     (its standard deviation, the training noise of the headline figure); the pooled per-cell
-    standard deviation of F1(a) - F1(b) across runs; and the share of cells whose sign of
-    F1(a) - F1(b) is the same in every run.
+    standard deviation of F1(a) - F1(b) across runs, and what it implies for the mean over
+    cells; and the share of cells whose sign of F1(a) - F1(b) is the same in every run.
     """
     if len(runs) < 2:
         raise ValueError(f"need at least two runs to measure seed noise, got {len(runs)}")
@@ -283,6 +284,9 @@ def seed_noise_table(
             row[f"mean_diff_{label}"] = float(run_diffs.mean())
         row["sd_of_mean_diff"] = float(diffs.mean(axis=1).std(ddof=1))
         row["sd_cell_diff"] = float(np.sqrt(diffs.var(axis=0, ddof=1).mean()))
+        # With few runs sd_of_mean_diff is itself noisy; this one pools every cell's spread
+        # (cells taken as independent).
+        row["sd_of_mean_from_cells"] = row["sd_cell_diff"] / np.sqrt(len(cells))
         row["same_sign_cells"] = float((signs == signs[0]).all(axis=0).mean())
         rows_out.append(row)
     return pd.DataFrame(rows_out)

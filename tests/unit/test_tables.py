@@ -146,6 +146,7 @@ def test_seed_noise_table_measures_spread_and_sign_agreement() -> None:
     assert row["sd_of_mean_diff"] == pytest.approx(abs(0.04 - 0.08) / np.sqrt(2))
     # The difference moves by 0.04 in both cells (variance 0.0008 each): pooled sd sqrt(0.0008).
     assert row["sd_cell_diff"] == pytest.approx(np.sqrt(0.0008))
+    assert row["sd_of_mean_from_cells"] == pytest.approx(np.sqrt(0.0008) / np.sqrt(2))
     # x keeps its sign, y flips.
     assert row["same_sign_cells"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="at least two"):
