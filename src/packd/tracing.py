@@ -234,21 +234,31 @@ def compile_kernel(
         rt_obj = Path(tmp) / "runtime.o"
         main_obj = Path(tmp) / "graphkernels.o"
         tmp_bin = Path(tmp) / "graphkernels"
+        fallback_reason = ""
         if llvm_link is not None:
             # Inlined hooks: both files to bitcode, linked, then optimised together so that
             # every load site gets its own copy of the hook (no call per load).
             # No -g: clang 14 crashes emitting the debug info of the linked bitcode.
-            kernel_flags = [*_CFLAGS_INLINED, *SANCOV_FLAGS]
             linked = Path(tmp) / "linked.bc"
-            _run(
-                [cc_path, *_CFLAGS_INLINED, "-DPACKD_INLINE_HOOKS", "-flto", "-c"]
-                + ["-o", rt_obj, runtime_src]
-            )
-            _run([cc_path, *kernel_flags, "-flto", "-c", "-o", main_obj, main_src])
-            _run([llvm_link, main_obj, rt_obj, "-o", linked])
-            _run([cc_path, *_CFLAGS_INLINED, "-c", "-o", main_obj, linked])
-            _run([cc_path, *_LDFLAGS, "-o", tmp_bin, main_obj, "-lm", "-lpthread"])
-        else:
+            try:
+                _run(
+                    [cc_path, *_CFLAGS_INLINED, "-DPACKD_INLINE_HOOKS", "-flto", "-c"]
+                    + ["-o", rt_obj, runtime_src]
+                )
+                _run(
+                    [cc_path, *_CFLAGS_INLINED, *SANCOV_FLAGS, "-flto", "-c"]
+                    + ["-o", main_obj, main_src]
+                )
+                _run([llvm_link, main_obj, rt_obj, "-o", linked])
+                _run([cc_path, *_CFLAGS_INLINED, "-c", "-o", main_obj, linked])
+                _run([cc_path, *_LDFLAGS, "-o", tmp_bin, main_obj, "-lm", "-lpthread"])
+                kernel_flags = [*_CFLAGS_INLINED, *SANCOV_FLAGS]
+            except TracingError as exc:
+                # E.g. an llvm-link of another LLVM version than clang's: the called hooks
+                # record the same loads, only slower.
+                fallback_reason = f" (inlining failed: {exc.cause})"
+                llvm_link = None
+        if llvm_link is None:
             # The runtime gets no coverage flags, or the hooks would trace themselves.
             _run([cc_path, *_CFLAGS, "-c", "-o", rt_obj, runtime_src])
             _run([cc_path, *kernel_flags, "-c", "-o", main_obj, main_src])
@@ -262,7 +272,7 @@ def compile_kernel(
     instrumentation = "none"
     if instrumented:
         instrumentation = "sancov-trace-loads, " + (
-            "hooks inlined" if llvm_link else "hooks called"
+            "hooks inlined" if llvm_link else "hooks called" + fallback_reason
         )
     return {"cc": version, "cflags": " ".join(kernel_flags), "instrumentation": instrumentation}
 

@@ -253,6 +253,19 @@ def test_sancov_under_an_address_space_cap(bins: dict[str, Path], tmp_path: Path
     assert "cannot size or map the trace file" in bad.stderr
 
 
+def test_failed_inlining_falls_back_to_called_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unusable llvm-link (say, of another LLVM version) costs speed, not the trace."""
+    import packd.tracing as tracing
+
+    monkeypatch.setattr(tracing, "_llvm_link", lambda cc_path: "/bin/false")
+    binary = tmp_path / "graphkernels-sancov"
+    meta = compile_kernel(KERNEL_DIR, binary, instrumented=True)
+    assert "hooks called (inlining failed" in meta["instrumentation"]
+    assert len(trace_kernel(binary, "bfs", "kron", 6, 4, 1)) > 100
+
+
 @pytest.mark.parametrize("base", [0x400000, 0x555555554000 + 0x1F000])
 def test_decode_records_round_trip(base: int) -> None:
     """Records keep the PC's low 17 bits; any PC in [base, base + 128 KiB) comes back."""
