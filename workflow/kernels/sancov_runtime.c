@@ -13,6 +13,7 @@
  * trace_records=N on stderr at exit. The code lies in [base, base + 128 KiB) (checked at
  * start-up), so pc = base + ((site - base) mod 2^17) rebuilds each full PC.
  * $PACKD_TRACE_OUT names the file; without it nothing is recorded (the program runs normally).
+ * One cursor for the whole process: the ROI must run on one thread (the graph kernels do).
  * $PACKD_MAX_LOADS (optional) stops recording after that many loads; 0 means no limit (a
  * fixed-width value keeps the environment's size, hence the stack's addresses, the same).
  *
@@ -104,7 +105,8 @@ static void *prefault_ahead(void *unused) {
         if (can_populate && madvise(done, len, MADV_POPULATE_WRITE) != 0) can_populate = 0;
         if (!can_populate) {
             /* Old kernel: a locked add of 0 faults each page in without changing it. */
-            for (char *p = done; p < done + len; p += 4096) __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
+            for (char *p = done; p < done + len; p += 4096)
+                __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
         }
         done += len;
     }
