@@ -20,8 +20,9 @@
  * Why it is built this way (see benchmarks_scripts/bench_tracing.py for the figures):
  * - Writing the records with write(2) cost more than the kernel and the hooks together; the
  *   mapping lets the hook's store be the only copy. Its pages are faulted in before the ROI
- *   when a load limit bounds the trace (the workflow always sets one), and otherwise by a helper
- *   thread ahead of the cursor (MADV_POPULATE_WRITE), so the kernel's thread rarely takes faults.
+ *   when a load limit bounds the trace (config.yaml's tracing.max_loads), and otherwise by a
+ *   helper thread ahead of the cursor (MADV_POPULATE_WRITE), which cannot keep up with the
+ *   fastest kernels.
  * - Records are written with non-temporal stores on x86-64, so that they do not evict the
  *   kernel's own data from the caches, and the hot path has no range check: the site keeps
  *   the PC's low bits (checked once at start-up) and user addresses fit in 47 bits.
