@@ -32,6 +32,11 @@ from packd.tracing import (
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "workflow" / "kernels"
 
 
+def trial_args(args: argparse.Namespace) -> list[str]:
+    """graphkernels' --trials option, when more than one trial is asked for."""
+    return ["--trials", str(args.trials)] if args.trials > 1 else []
+
+
 def roi_seconds(
     binary: Path,
     kernel: str,
@@ -45,7 +50,6 @@ def roi_seconds(
     (as the workflow's tracing.max_loads does); 0 leaves that to its helper thread.
     """
     best, loads = float("inf"), 0
-    extra = ["--trials", str(args.trials)] if args.trials > 1 else []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(dir=trace_dir) as tmp:
             env = None
@@ -59,7 +63,7 @@ def roi_seconds(
                 args.scale,
                 args.degree,
                 args.seed,
-                extra_args=extra,
+                extra_args=trial_args(args),
                 env=env,
             )
             if env is not None:
@@ -92,7 +96,7 @@ def bench_sancov(plain: Path, inlined: Path, called: Path, args: argparse.Namesp
         f"{'Mloads/s':>8} {'called_x':>8} {'disk_x':>6} {'nolimit_x':>9} | "
         f"{'run_plain':>9} {'run_traced':>10} {'x':>5}"
     )
-    extra = ["--trials", str(args.trials)] if args.trials > 1 else []
+    extra = trial_args(args)
     for kernel in KERNELS:
         t_plain, _ = roi_seconds(plain, kernel, args, None)
         # Instrumented but not tracing: the cost of the inactive hooks alone.

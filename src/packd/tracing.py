@@ -61,8 +61,9 @@ RECORD_DTYPE = np.dtype("<u8")
 _ADDR_BITS = 47
 _SITE_BITS = 64 - _ADDR_BITS
 
-LACKEY_BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
-"""The whole environment of a lackey-traced program, besides the app's own `env`."""
+TRACED_PROGRAM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
+"""The whole environment of a traced program (either backend), besides what the caller adds:
+the stack's addresses depend on the environment, so it must not come from the machine."""
 
 _STDERR_TAIL = 2000  # characters of stderr quoted in errors: enough to see the cause
 
@@ -288,8 +289,7 @@ def _llvm_link(cc_path: str) -> str | None:
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    found = shutil.which("llvm-link")
-    return found
+    return shutil.which("llvm-link")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +323,7 @@ def trace_kernel(
     cmd += [str(a) for a in extra_args]
     with tempfile.TemporaryDirectory(prefix="packd-trace-", dir=_fast_tmp_dir()) as tmp:
         out = Path(tmp) / "loads.bin"
-        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", **(extra_env or {})}
+        env = {**TRACED_PROGRAM_ENV, **(extra_env or {})}
         env["PACKD_TRACE_OUT"] = str(out)
         # Fixed width, 0 = no limit: the same environment size with or without a limit, so a
         # limited trace is a prefix of the full one (stack addresses included).
@@ -567,9 +567,9 @@ def trace_command_lackey(
 ) -> LoadStream:
     """Trace any program's loads with valgrind lackey (slow), optionally only in a ROI.
 
-    The program sees only LACKEY_BASE_ENV plus env, not the caller's environment: the stack's
-    addresses depend on the environment, and a trace must not change with the machine or the
-    SLURM job that takes it. cwd: the folder it runs in (relative paths resolve there).
+    The program sees only TRACED_PROGRAM_ENV plus env, not the caller's environment, so a trace
+    does not change with the machine or the SLURM job that takes it. cwd: the folder it runs in
+    (relative paths resolve there).
     """
     argv = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
     if not argv:
@@ -596,7 +596,7 @@ def trace_command_lackey(
                 pass_fds=(write_fd,),
                 stdout=subprocess.DEVNULL,
                 stderr=err_file,
-                env={**LACKEY_BASE_ENV, **(env or {})},
+                env={**TRACED_PROGRAM_ENV, **(env or {})},
                 cwd=cwd,
             )
         except OSError as exc:

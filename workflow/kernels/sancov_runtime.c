@@ -81,6 +81,15 @@ static void die(const char *what) {
     _exit(3);
 }
 
+/* Faults [start, start + len) of the mapping in without changing it; *use_madvise turns 0 for
+ * good once MADV_POPULATE_WRITE is refused (older kernels), and a locked add of 0 per page does
+ * the work instead. */
+static void fault_in(char *start, size_t len, int *use_madvise) {
+    if (*use_madvise && madvise(start, len, MADV_POPULATE_WRITE) == 0) return;
+    *use_madvise = 0;
+    for (char *p = start; p < start + len; p += 4096) __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
+}
+
 /* Faults the mapping's pages in ahead of the kernel's cursor. MADV_POPULATE_WRITE never changes
  * a page's contents, so racing with the stores of the kernel's thread is harmless. */
 static void *prefault_ahead(void *unused) {
@@ -103,12 +112,7 @@ static void *prefault_ahead(void *unused) {
                                                              : PACKD_STEP_BYTES;
         len = (len + 4095) & ~(size_t)4095;
         if (done + len > end) len = (size_t)(end - done);
-        if (can_populate && madvise(done, len, MADV_POPULATE_WRITE) != 0) can_populate = 0;
-        if (!can_populate) {
-            /* Old kernel: a locked add of 0 faults each page in without changing it. */
-            for (char *p = done; p < done + len; p += 4096)
-                __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
-        }
+        fault_in(done, len, &can_populate);
         done += len;
     }
     return NULL;
@@ -121,15 +125,13 @@ static void stop_helper(void) {
     helper_running = 0;
 }
 
-static size_t recorded(void) { return cur ? (size_t)(cur - map_base) : 0; }
-
 static size_t n_written; /* records kept when recording stopped */
 
 static void stop_recording(void) {
 #if defined(__x86_64__)
     __builtin_ia32_sfence(); /* the non-temporal stores are visible before anyone reads */
 #endif
-    if (cur) n_written = recorded();
+    if (cur) n_written = (size_t)(cur - map_base);
     __atomic_store_n(&cur, (uint64_t *)NULL, __ATOMIC_RELAXED);
     lim = NULL;
 }
@@ -201,10 +203,8 @@ __attribute__((constructor)) static void init_once(void) {
     size_t first = limit * sizeof(uint64_t);
     size_t most = limit_is_max_loads ? PACKD_PREFAULT_MAX : PACKD_AHEAD_BYTES;
     if (first > most) first = most;
-    if (madvise(map_base, first, MADV_POPULATE_WRITE) != 0) {
-        for (size_t off = 0; off < first; off += 4096)
-            __atomic_fetch_add((char *)map_base + off, 0, __ATOMIC_RELAXED);
-    }
+    int use_madvise = 1;
+    fault_in((char *)map_base, first, &use_madvise);
     prefaulted_bytes = first;
     atexit(finish);
 }
