@@ -117,12 +117,15 @@ def build_split_arrays(
 
 
 def split_by_instr_id(
-    trace: pd.DataFrame, warmup: float, train: float, val: float
-) -> dict[str, pd.DataFrame]:
-    """Contiguous train/val/test segments by fractions of the instr_id span [min, max].
+    trace: pd.DataFrame, warmup: float, train: float, val: float, val_blocks: int = 1
+) -> dict[str, list[pd.DataFrame]]:
+    """Train/val/test by fractions of the instr_id span, each a list of contiguous pieces.
 
-    Skip the first `warmup`; the next `train` is the training region, whose LAST `val` fraction
-    is validation; everything after the training region is test.
+    Skip the first `warmup`; the next `train` is the training region; everything after it is
+    test (one piece). The training region is cut into `val_blocks` equal blocks and the LAST `val`
+    fraction of each block validates, so with val_blocks > 1 the validation part samples every
+    phase of the training region (e.g. every trial of a kernel) instead of only its end: a model's
+    threshold, chosen there, then fits the phase mix it was trained on.
     """
     if not 0.0 <= warmup < 1.0:
         raise ValueError(f"warmup must be in [0, 1), got {warmup}")
@@ -132,6 +135,8 @@ def split_by_instr_id(
         raise ValueError(f"train must leave room for test: warmup + train = {warmup + train} >= 1")
     if not 0.0 < val < 1.0:
         raise ValueError(f"val must be in (0, 1) (a fraction of the train region), got {val}")
+    if val_blocks < 1:
+        raise ValueError(f"val_blocks must be at least 1, got {val_blocks}")
     instr_ids = trace["instr_id"].to_numpy().astype(np.float64)
     if instr_ids.size == 0:
         raise ValueError("trace is empty")
@@ -139,20 +144,31 @@ def split_by_instr_id(
     span = last - first
     train_start = first + warmup * span
     train_end = train_start + train * span
-    val_start = train_end - val * train * span
-    masks = {
-        "train": (instr_ids >= train_start) & (instr_ids < val_start),
-        "val": (instr_ids >= val_start) & (instr_ids < train_end),
-        "test": instr_ids >= train_end,
-    }
-    splits = {name: trace[mask].reset_index(drop=True) for name, mask in masks.items()}
-    for name, split in splits.items():
-        if split.empty:
+    block_span = train * span / val_blocks
+    pieces: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
+    for block in range(val_blocks):
+        block_start = train_start + block * block_span
+        # The last block ends exactly at train_end (no rounding gap before the test part).
+        block_end = train_end if block == val_blocks - 1 else block_start + block_span
+        val_start = block_end - val * block_span
+        for name, low, high in (("train", block_start, val_start), ("val", val_start, block_end)):
+            piece = trace[(instr_ids >= low) & (instr_ids < high)].reset_index(drop=True)
+            if not piece.empty:
+                pieces[name].append(piece)
+    pieces["test"].append(trace[instr_ids >= train_end].reset_index(drop=True))
+    for name, split_pieces in pieces.items():
+        if not split_pieces or all(piece.empty for piece in split_pieces):
             raise ValueError(
                 f"split '{name}' is empty (instr_id span [{first:.0f}, {last:.0f}], "
-                f"warmup={warmup}, train={train}, val={val})"
+                f"warmup={warmup}, train={train}, val={val}, val_blocks={val_blocks})"
             )
-    return splits
+    return pieces
+
+
+def build_pieces_arrays(pieces: list[pd.DataFrame], **kwargs: int) -> dict[str, np.ndarray]:
+    """build_split_arrays of each contiguous piece, concatenated: no window spans a gap."""
+    per_piece = [build_split_arrays(piece, **kwargs) for piece in pieces]
+    return {key: np.concatenate([arrays[key] for arrays in per_piece]) for key in per_piece[0]}
 
 
 def save_split(path: str | Path, arrays: dict[str, np.ndarray]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -200,3 +201,24 @@ def model_bytes(model: nn.Module) -> int:
     """Bytes of parameters plus buffers (e.g. BatchNorm running statistics)."""
     tensors = [*model.parameters(), *model.buffers()]
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
+def init_output_bias(model: nn.Module, labels: np.ndarray | torch.Tensor) -> None:
+    """Start the output layer's bias at the log-odds of each label bit's training frequency.
+
+    A fresh model first learns these marginals and can then sit on that plateau for epochs (cc's
+    Mixer: 0.92 F1 from the marginals alone, which stopped some seeds' runs early). Starting there
+    spends no epochs reaching it and leaves the gradient to the features.
+    """
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear) or head.bias is None:
+        raise ValueError(f"{type(model).__name__} has no linear `head` with a bias")
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
+    if labels.ndim != 2 or labels.shape[1] != head.out_features or labels.shape[0] == 0:
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)} do not fit {head.out_features} outputs"
+        )
+    # Clamped so that a bit never (or always) set gets a large finite bias, not +-inf.
+    frequencies = labels.mean(dim=0).clamp(1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        head.bias.copy_(torch.log(frequencies / (1 - frequencies)))

@@ -198,7 +198,7 @@ def build_dataset(
     log: logging.Logger = LOG,
 ) -> dict[str, int]:
     """Split one app's trace by instr_id and write inputs, labels and clustering features."""
-    from packd.dataset import build_split_arrays, save_split, split_by_instr_id
+    from packd.dataset import build_pieces_arrays, save_split, split_by_instr_id
     from packd.traces import read_trace_parquet
 
     trace, _ = read_trace_parquet(Path(trace_path))
@@ -207,11 +207,13 @@ def build_dataset(
         log.info("keeping the first %d of %d LLC accesses", max_accesses, len(trace))
         trace = trace.iloc[:max_accesses]
     split = dataset_config["split"]
-    segments = split_by_instr_id(trace, split["warmup"], split["train"], split["val"])
+    segments = split_by_instr_id(
+        trace, split["warmup"], split["train"], split["val"], split.get("val_blocks", 1)
+    )
     sizes = {}
-    for name, segment in segments.items():
-        arrays = build_split_arrays(
-            segment,
+    for name, pieces in segments.items():
+        arrays = build_pieces_arrays(
+            pieces,
             history=dataset_config.get("history", 10),
             look_forward=dataset_config.get("look_forward", 128),
             delta_bound=dataset_config.get("delta_bound", 128),
@@ -230,9 +232,10 @@ def build_dataset(
             arrays = {key: values[keep] for key, values in arrays.items()}
         sizes[name] = len(arrays["labels"])
         log.info(
-            "%s: %d accesses -> %d samples, %.2f label bits set on average",
+            "%s: %d accesses in %d piece(s) -> %d samples, %.2f label bits set on average",
             name,
-            len(segment),
+            sum(len(piece) for piece in pieces),
+            len(pieces),
             sizes[name],
             arrays["labels"].sum(axis=1).mean(),
         )
@@ -406,9 +409,12 @@ def _train_phase(
     log: logging.Logger,
 ) -> Any:
     """train_model with one phase's (teacher or student) budget from the config."""
+    from packd.models import init_output_bias
     from packd.train import train_model
 
     phase = train_config[phase_name]
+    if train_config.get("prior_bias", True):
+        init_output_bias(model, train_data[1])
     return train_model(
         model,
         train_data,

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from packd.dataset import (
+    build_pieces_arrays,
     build_split_arrays,
     delta_bitmap_labels,
     load_split,
@@ -101,8 +102,9 @@ def test_build_split_arrays_drops_samples_without_in_range_delta():
 def test_split_by_instr_id_fractions_contiguous_and_val_inside_train():
     trace = _trace(1001)  # instr_id 0..10000
     splits = split_by_instr_id(trace, warmup=0.1, train=0.7, val=0.2)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [1, 1, 1]  # one piece each
     train_ids, val_ids, test_ids = (
-        splits[s]["instr_id"].to_numpy() for s in ("train", "val", "test")
+        splits[s][0]["instr_id"].to_numpy() for s in ("train", "val", "test")
     )
     assert train_ids.min() == 1000 and train_ids.max() < 6600
     assert val_ids.min() >= 6600 and val_ids.max() < 8000
@@ -112,6 +114,40 @@ def test_split_by_instr_id_fractions_contiguous_and_val_inside_train():
     assert total == 1001 - 100  # only the warm-up is dropped
 
 
+def test_split_by_instr_id_val_blocks_sample_the_whole_train_region():
+    trace = _trace(1001)  # instr_id 0..10000; training region [1000, 8000)
+    splits = split_by_instr_id(trace, warmup=0.1, train=0.7, val=0.2, val_blocks=4)
+    assert len(splits["train"]) == len(splits["val"]) == 4 and len(splits["test"]) == 1
+    # block b spans [1000 + 1750 b, 1000 + 1750 (b + 1)); its last 350 validate
+    for block, (train_piece, val_piece) in enumerate(
+        zip(splits["train"], splits["val"], strict=True)
+    ):
+        block_start = 1000 + 1750 * block
+        train_ids, val_ids = train_piece["instr_id"], val_piece["instr_id"]
+        assert train_ids.min() == block_start and train_ids.max() < block_start + 1400
+        assert val_ids.min() >= block_start + 1400 and val_ids.max() < block_start + 1750
+        assert (np.diff(train_ids) > 0).all() and (np.diff(val_ids) > 0).all()  # contiguous
+    assert splits["test"][0]["instr_id"].min() == 8000
+    every_id = np.concatenate([p["instr_id"] for pieces in splits.values() for p in pieces])
+    assert len(every_id) == len(set(every_id)) == 1001 - 100  # disjoint; only warm-up dropped
+    val_total = sum(len(p) for p in splits["val"])
+    assert val_total == pytest.approx(0.2 * 700, abs=4)  # the same val fraction as one block
+
+
+def test_build_pieces_arrays_windows_never_span_a_gap():
+    trace = _trace(60)
+    pieces = [trace.iloc[:25].reset_index(drop=True), trace.iloc[35:].reset_index(drop=True)]
+    arrays = build_pieces_arrays(pieces, history=10, look_forward=16, delta_bound=128)
+    first, second = (build_split_arrays(p, history=10, look_forward=16) for p in pieces)
+    assert len(arrays["labels"]) == len(first["labels"]) + len(second["labels"])
+    # the first sample of the second piece has its whole history inside that piece
+    second_ids = arrays["instr_id"][len(first["labels"]) :]
+    assert second_ids[0] == pieces[1]["instr_id"][9]
+    np.testing.assert_array_equal(
+        arrays["block_addresses"][len(first["labels"])], second["block_addresses"][0]
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "bad"),
     [
@@ -119,6 +155,7 @@ def test_split_by_instr_id_fractions_contiguous_and_val_inside_train():
         ({"warmup": 0.1, "train": 0.0, "val": 0.1}, "train"),
         ({"warmup": 0.5, "train": 0.5, "val": 0.1}, "train"),
         ({"warmup": 0.1, "train": 0.7, "val": 1.0}, "val"),
+        ({"warmup": 0.1, "train": 0.7, "val": 0.1, "val_blocks": 0}, "val_blocks"),
     ],
 )
 def test_split_by_instr_id_rejects_bad_fractions(kwargs, bad):

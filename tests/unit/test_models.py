@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from packd.models import (
     PAPER_SIZES,
     build_model,
     count_parameters,
+    init_output_bias,
     model_bytes,
 )
 
@@ -118,3 +120,21 @@ def test_checkpoint_header_must_be_json(tmp_path):
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path / "bad.pt", {}, {"arch": object()})
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("arch", ["lstm", "mixer", "resnet"])
+def test_init_output_bias_starts_at_the_label_frequencies(arch):
+    model = build_model(arch, SMALL_SIZES[arch])
+    rng = np.random.default_rng(0)
+    labels = rng.random((500, 256)) < np.linspace(0.0, 0.9, 256)  # bit 0 is never set
+    init_output_bias(model, labels)
+    frequencies = labels.mean(axis=0)
+    probabilities = torch.sigmoid(model.head.bias).detach().numpy()
+    np.testing.assert_allclose(probabilities[1:], frequencies[1:].clip(1e-4, 1 - 1e-4), atol=1e-5)
+    assert np.isfinite(model.head.bias.detach().numpy()).all() and probabilities[0] < 1e-3
+
+
+def test_init_output_bias_rejects_labels_of_another_width():
+    model = build_model("lstm", {"hidden": 4, "layers": 1})
+    with pytest.raises(ValueError, match="do not fit 256"):
+        init_output_bias(model, np.zeros((10, 8), dtype=bool))
