@@ -67,14 +67,56 @@ def best_threshold(
         f1_per_threshold = [micro_f1(labels, scores, float(t)) for t in grid]
         best = int(np.argmax(f1_per_threshold))
         return float(grid[best]), float(f1_per_threshold[best])
-    candidates = np.unique(scores[labels])  # ascending, distinct
-    positive_scores = np.sort(scores[labels])
-    all_scores = np.sort(scores)
-    true_positives = actual - np.searchsorted(positive_scores, candidates, side="left")
-    predicted = scores.size - np.searchsorted(all_scores, candidates, side="left")
-    f1_per_candidate = 2.0 * true_positives / (predicted + actual)
-    best = int(np.argmax(f1_per_candidate))
-    return float(candidates[best]), float(f1_per_candidate[best])
+    return _exact_best_threshold(labels, scores, actual)
+
+
+def _exact_best_threshold(
+    labels: np.ndarray, scores: np.ndarray, actual: int, buckets: int = 4096
+) -> tuple[float, float]:
+    """The exact optimum without sorting every score (that took 0.5 s per epoch on 4 M scores).
+
+    Scores go into equal-width buckets; every score in a higher bucket is strictly larger, so
+    suffix sums give exact counts above each bucket. The F1 with only the buckets above b
+    predicted is reached by some threshold, so the best of those is a lower bound on the optimum;
+    a bucket's candidates score at most 2 TP(all of it and above) / (predicted above + 1 +
+    actual). Only buckets whose bound reaches the lower bound are searched exactly. Ties go to
+    the lowest threshold, as a full sort would give.
+    """
+    low, high = float(scores.min()), float(scores.max())
+    scale = buckets / (high - low) if high > low else 0.0
+    # Monotone in the score (IEEE rounding is), hence the strict order across buckets.
+    index = ((scores.astype(np.float64) - low) * scale).astype(np.int32)
+    np.minimum(index, buckets - 1, out=index)
+    per_bucket = np.bincount(index, minlength=buckets)
+    positives_per_bucket = np.bincount(index[labels], minlength=buckets)
+    # counts in the buckets strictly above each one: suffix sums shifted by one
+    predicted_above = np.append(np.cumsum(per_bucket[::-1])[::-1][1:], 0)
+    positives_above = np.append(np.cumsum(positives_per_bucket[::-1])[::-1][1:], 0)
+    lower = 2.0 * positives_above / (predicted_above + actual)
+    bound = 2.0 * (positives_above + positives_per_bucket) / (predicted_above + 1 + actual)
+    searched = (bound >= lower.max()) & (positives_per_bucket > 0)
+    members = searched[index]  # one pass over the scores, then work on the few members
+    member_index, member_scores = index[members], scores[members]
+    member_labels = labels[members]
+    best_f1, best_threshold_value = -1.0, 0.5
+    for bucket in np.flatnonzero(searched):
+        in_bucket = member_index == bucket
+        bucket_scores = np.sort(member_scores[in_bucket])
+        bucket_positive_scores = np.sort(member_scores[in_bucket & member_labels])
+        candidates = np.unique(bucket_positive_scores)
+        true_positives = positives_above[bucket] + (
+            bucket_positive_scores.size
+            - np.searchsorted(bucket_positive_scores, candidates, side="left")
+        )
+        predicted = predicted_above[bucket] + (
+            bucket_scores.size - np.searchsorted(bucket_scores, candidates, side="left")
+        )
+        f1_per_candidate = 2.0 * true_positives / (predicted + actual)
+        best = int(np.argmax(f1_per_candidate))
+        # Buckets ascend, so a later bucket must beat the best strictly to replace it.
+        if f1_per_candidate[best] > best_f1:
+            best_f1, best_threshold_value = float(f1_per_candidate[best]), float(candidates[best])
+    return best_threshold_value, best_f1
 
 
 def latency_per_sample(

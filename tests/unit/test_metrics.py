@@ -81,3 +81,32 @@ def test_latency_per_sample_positive_and_small():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 256))
     seconds = latency_per_sample(model, batch_size=8, repeats=3, device="cpu")
     assert 0 < seconds < 0.1
+
+
+def _sorted_best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """Reference: F1 at every distinct positive score, by sorting everything."""
+    labels, scores = labels.ravel(), scores.ravel()
+    candidates = np.unique(scores[labels])
+    true_positives = labels.sum() - np.searchsorted(np.sort(scores[labels]), candidates)
+    predicted = scores.size - np.searchsorted(np.sort(scores), candidates)
+    f1 = 2.0 * true_positives / (predicted + labels.sum())
+    return float(candidates[np.argmax(f1)]), float(f1.max())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bucketed_best_threshold_equals_the_full_sort(seed):
+    rng = np.random.default_rng(seed)
+    n, bits = int(rng.integers(1, 400)), int(rng.integers(1, 64))
+    labels = rng.random((n, bits)) < rng.uniform(0.01, 0.6)
+    labels.flat[0] = True
+    # informative float32 scores, rounded so that many tie, plus one far outlier
+    scores = np.clip(0.3 * labels + rng.normal(0.35, 0.2, labels.shape), 0, 1)
+    scores = (np.round(scores * rng.choice([50, 1000, 10**6])) / 1000).astype(np.float32)
+    scores.flat[-1] = 7.0
+    assert best_threshold(labels, scores) == _sorted_best_threshold(labels, scores)
+
+
+def test_best_threshold_with_every_score_equal():
+    labels = np.array([[1, 0], [0, 1], [0, 0]], dtype=bool)
+    scores = np.full(labels.shape, 0.25, dtype=np.float32)
+    assert best_threshold(labels, scores) == pytest.approx((0.25, 2 * 2 / (6 + 2)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from packd.tables import (
     f1_from_counts,
@@ -149,5 +150,25 @@ def test_seed_noise_table_measures_spread_and_sign_agreement() -> None:
     assert row["sd_of_mean_from_cells"] == pytest.approx(np.sqrt(0.0008) / np.sqrt(2))
     # x keeps its sign, y flips.
     assert row["same_sign_cells"] == pytest.approx(0.5)
+    # Verdict: mean of the 4 differences 0.06, se sqrt(0.0008 / 4), t = 4.24 on 2 x 1 df.
+    assert row["mean_diff"] == pytest.approx(0.06)
+    assert row["se_mean_diff"] == pytest.approx(np.sqrt(0.0008 / 4))
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(0.06 / np.sqrt(0.0002), 2))
+    assert 0.04 < row["p_value"] < 0.06
     with pytest.raises(ValueError, match="at least two"):
         seed_noise_table({"s1": run_a})
+
+
+def test_significance_table_one_cell_equals_paired_bootstrap() -> None:
+    rng = np.random.default_rng(3)
+    counts = {("bc", "lstm", m): rng.integers(0, 6, size=(300, 3)) for m in ("packd", "no_kd")}
+    row = significance_table(counts, n_draws=200, seed=7).iloc[0]
+    direct = paired_bootstrap(
+        [(counts[("bc", "lstm", "packd")], counts[("bc", "lstm", "no_kd")])], n_draws=200, seed=7
+    )
+    assert row["comparison"] == "packd - no_kd"
+    for column in ("mean_f1_difference", "ci95_low", "ci95_high", "share_of_draws_above_0"):
+        assert row[column] == pytest.approx(direct[column])
+    counts[("bc", "mixer", "packd")] = rng.integers(0, 6, size=(299, 3))
+    with pytest.raises(ValueError, match="different test sets"):
+        significance_table(counts, n_draws=10)
