@@ -6,7 +6,9 @@ Each run is a workflow folder (a clone) whose results/tables/main.csv is complet
     python benchmarks_scripts/seed_noise.py . ../seed2
 
 The seed drives the sampled subsets, k-means and every network's initialisation and batch order;
-the traces (whose graphs have their own seeds under apps:) stay the same.
+the traces (whose graphs have their own seeds under apps:) stay the same. Per comparison it prints
+each run's mean difference over the app x arch cells, the spread across runs, and a t test of the
+mean difference over all runs against the seed noise pooled over cells (p_value).
 """
 
 from __future__ import annotations
