@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from packd.metrics import best_threshold
+from packd.metrics import best_threshold, best_threshold_by_sort
 from packd.tables import significance_table
 
 
@@ -29,13 +29,8 @@ def _best_of(fn, arguments: tuple, repeats: int) -> float:
 
 
 def full_sort_best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """The straightforward exact search: sort every score (the implementation before buckets)."""
-    labels, scores = labels.ravel(), scores.ravel()
-    candidates = np.unique(scores[labels])
-    true_positives = labels.sum() - np.searchsorted(np.sort(scores[labels]), candidates)
-    predicted = scores.size - np.searchsorted(np.sort(scores), candidates)
-    f1 = 2.0 * true_positives / (predicted + labels.sum())
-    return float(candidates[np.argmax(f1)]), float(f1.max())
+    """The search before buckets: sort every score."""
+    return best_threshold_by_sort(labels.ravel(), scores.ravel(), int(labels.sum()))
 
 
 def main(argv: list[str] | None = None) -> int:

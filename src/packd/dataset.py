@@ -155,9 +155,11 @@ def split_by_instr_id(
             piece = trace[(instr_ids >= low) & (instr_ids < high)].reset_index(drop=True)
             if not piece.empty:
                 pieces[name].append(piece)
-    pieces["test"].append(trace[instr_ids >= train_end].reset_index(drop=True))
+    test = trace[instr_ids >= train_end].reset_index(drop=True)
+    if not test.empty:
+        pieces["test"].append(test)
     for name, split_pieces in pieces.items():
-        if not split_pieces or all(piece.empty for piece in split_pieces):
+        if not split_pieces:
             raise ValueError(
                 f"split '{name}' is empty (instr_id span [{first:.0f}, {last:.0f}], "
                 f"warmup={warmup}, train={train}, val={val}, val_blocks={val_blocks})"

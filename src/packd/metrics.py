@@ -70,6 +70,35 @@ def best_threshold(
     return _exact_best_threshold(labels, scores, actual)
 
 
+def best_threshold_by_sort(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    actual: int,
+    positives_above: int = 0,
+    predicted_above: int = 0,
+) -> tuple[float, float]:
+    """Exact best (threshold, micro-F1) over the distinct positive scores, by sorting every score.
+
+    Flat labels (with at least one positive) and scores; actual counts every positive. The
+    `_above` counts add elements scoring above all of these (the bucketed search passes them);
+    with them 0 this is the whole search, the reference the bucketed one is checked against.
+    """
+    positive_scores = np.sort(scores[labels])
+    all_scores = np.sort(scores)
+    candidates = np.unique(positive_scores)  # ascending, distinct
+    true_positives = (
+        positives_above
+        + positive_scores.size
+        - np.searchsorted(positive_scores, candidates, side="left")
+    )
+    predicted = (
+        predicted_above + all_scores.size - np.searchsorted(all_scores, candidates, side="left")
+    )
+    f1_per_candidate = 2.0 * true_positives / (predicted + actual)
+    best = int(np.argmax(f1_per_candidate))  # the first, i.e. lowest, of tied thresholds
+    return float(candidates[best]), float(f1_per_candidate[best])
+
+
 def _exact_best_threshold(
     labels: np.ndarray, scores: np.ndarray, actual: int, buckets: int = 4096
 ) -> tuple[float, float]:
@@ -101,21 +130,16 @@ def _exact_best_threshold(
     best_f1, best_threshold_value = -1.0, 0.5
     for bucket in np.flatnonzero(searched):
         in_bucket = member_index == bucket
-        bucket_scores = np.sort(member_scores[in_bucket])
-        bucket_positive_scores = np.sort(member_scores[in_bucket & member_labels])
-        candidates = np.unique(bucket_positive_scores)
-        true_positives = positives_above[bucket] + (
-            bucket_positive_scores.size
-            - np.searchsorted(bucket_positive_scores, candidates, side="left")
+        threshold, f1 = best_threshold_by_sort(
+            member_labels[in_bucket],
+            member_scores[in_bucket],
+            actual,
+            positives_above=positives_above[bucket],
+            predicted_above=predicted_above[bucket],
         )
-        predicted = predicted_above[bucket] + (
-            bucket_scores.size - np.searchsorted(bucket_scores, candidates, side="left")
-        )
-        f1_per_candidate = 2.0 * true_positives / (predicted + actual)
-        best = int(np.argmax(f1_per_candidate))
         # Buckets ascend, so a later bucket must beat the best strictly to replace it.
-        if f1_per_candidate[best] > best_f1:
-            best_f1, best_threshold_value = float(f1_per_candidate[best]), float(candidates[best])
+        if f1 > best_f1:
+            best_f1, best_threshold_value = f1, threshold
     return best_threshold_value, best_f1
 
 

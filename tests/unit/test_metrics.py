@@ -5,6 +5,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 
 from packd.metrics import (
     best_threshold,
+    best_threshold_by_sort,
     evaluate_scores,
     latency_per_sample,
     micro_f1,
@@ -83,16 +84,6 @@ def test_latency_per_sample_positive_and_small():
     assert 0 < seconds < 0.1
 
 
-def _sorted_best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """Reference: F1 at every distinct positive score, by sorting everything."""
-    labels, scores = labels.ravel(), scores.ravel()
-    candidates = np.unique(scores[labels])
-    true_positives = labels.sum() - np.searchsorted(np.sort(scores[labels]), candidates)
-    predicted = scores.size - np.searchsorted(np.sort(scores), candidates)
-    f1 = 2.0 * true_positives / (predicted + labels.sum())
-    return float(candidates[np.argmax(f1)]), float(f1.max())
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_bucketed_best_threshold_equals_the_full_sort(seed):
     rng = np.random.default_rng(seed)
@@ -103,7 +94,8 @@ def test_bucketed_best_threshold_equals_the_full_sort(seed):
     scores = np.clip(0.3 * labels + rng.normal(0.35, 0.2, labels.shape), 0, 1)
     scores = (np.round(scores * rng.choice([50, 1000, 10**6])) / 1000).astype(np.float32)
     scores.flat[-1] = 7.0
-    assert best_threshold(labels, scores) == _sorted_best_threshold(labels, scores)
+    full_sort = best_threshold_by_sort(labels.ravel(), scores.ravel(), int(labels.sum()))
+    assert best_threshold(labels, scores) == full_sort
 
 
 def test_best_threshold_with_every_score_equal():
