@@ -7,17 +7,33 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from packd.config import ConfigError, check_config, method_settings, sweep_method_name
+from packd.config import (
+    ConfigError,
+    check_config,
+    validate_config,
+)
 from tests.conftest import REPO
 
-SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 
 def load(name: str) -> dict:
     return yaml.safe_load((REPO / name).read_text())
+
+
+def validation_error(config: dict) -> str:
+    """The message validate_config raises for config; fails the test if it raises none."""
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA, REPO)
+    return str(error.value)
+
+
+def config_text_with(old: str, new: str) -> str:
+    """config.yaml's text with one line changed, as a user would edit it."""
+    text = (REPO / "config.yaml").read_text()
+    assert old in text
+    return text.replace(old, new, 1)
 
 
 @pytest.mark.parametrize(
@@ -31,23 +47,27 @@ def load(name: str) -> dict:
 )
 def test_shipped_configs_are_valid(name: str) -> None:
     config = load(name)
-    validate(config, schema=SCHEMA)
-    check_config(config, base_dir=REPO)
+    validate_config(config, SCHEMA, REPO)
 
 
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (lambda c: c.update(colour="blue"), "colour"),
-        (lambda c: c["train"]["teacher"].update(epochs="ten"), "ten"),
-        (lambda c: c["train"]["teacher"].update(epochs=0), "epochs"),
-        (lambda c: c["cluster"].update(features="x"), "x"),
-        (lambda c: c["apps"]["bc"].update(kernel="dfs"), "bc"),
-        (lambda c: c["apps"]["bc"].update(scale=40), "bc"),
-        (lambda c: c["kd"]["packd"].update(alpha=1.5), "alpha"),
-        (lambda c: c["tracing"].update(backend="pin"), "pin"),
-        (lambda c: c["dataset"]["split"].update(val=0), "val"),
-        (lambda c: c.update(archs=["lstm", "transformer"]), "transformer"),
+        (lambda c: c.update(colour="blue"), "colour: unknown key"),
+        (lambda c: c["train"]["teacher"].update(epochs="ten"), "train.teacher.epochs: expected"),
+        (lambda c: c["train"]["teacher"].update(epochs=0), "train.teacher.epochs: 0 is less"),
+        (lambda c: c["cluster"].update(features="x"), "cluster.features: 'x' is not one of"),
+        (lambda c: c["apps"]["bc"].update(kernel="dfs"), "apps.bc.kernel: 'dfs' is not one of"),
+        (lambda c: c["apps"]["bc"].update(scale=40), "apps.bc.scale: 40 is greater"),
+        (lambda c: c["kd"]["packd"].update(alpha=1.5), "kd.packd.alpha: 1.5 is greater"),
+        (lambda c: c["tracing"].update(backend="pin"), "tracing.backend: 'pin' is not one of"),
+        (lambda c: c["dataset"]["split"].update(val=0), "dataset.split.val: 0 is less"),
+        (lambda c: c.update(archs=["lstm", "transformer"]), "archs[1]: 'transformer' is not"),
+        (lambda c: c["cache"]["levels"][1].update(ways="8 ways"), "cache.levels[1].ways"),
+        (
+            lambda c: c["train"]["lr_by_arch"].update(gpt={"student": 0.1}),
+            "train.lr_by_arch: key 'gpt' is not one of lstm, mixer, resnet",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -60,14 +80,125 @@ def test_shipped_configs_are_valid(name: str) -> None:
         "bad-backend",
         "zero-val",
         "unknown-arch",
+        "text-in-list-item",
+        "unknown-arch-key",
     ],
 )
-def test_schema_rejects_bad_values(change, named: str) -> None:
+def test_schema_rejects_bad_values_naming_the_key(change, named: str) -> None:
     config = copy.deepcopy(load("config.yaml"))
     change(config)
-    with pytest.raises(WorkflowError) as error:
-        validate(config, schema=SCHEMA)
-    assert named in str(error.value)
+    message = validation_error(config)
+    assert named in message
+    assert len(message.splitlines()) == 2  # the count, then the one problem
+
+
+def test_misspelt_top_level_key_is_named_with_the_right_one() -> None:
+    config = yaml.safe_load(config_text_with("\nseed: 1\n", "\nsede: 1\n"))
+    message = validation_error(config)
+    assert len(message.splitlines()) < 10
+    assert "sede: unknown key; did you mean 'seed'?" in message
+    assert "seed: missing" in message
+
+
+def test_unknown_key_without_a_near_one_lists_the_valid_keys() -> None:
+    config = load("config.yaml")
+    config["train"]["teacher"]["warmup_steps"] = 100
+    message = validation_error(config)
+    assert "train.teacher.warmup_steps: unknown key; valid keys: epochs, lr," in message
+
+
+def test_many_problems_are_cut_to_a_few_lines() -> None:
+    config = load("config.yaml")
+    config.update({f"extra_{index}": index for index in range(20)})
+    message = validation_error(config)
+    assert message.startswith("invalid config (20 problems):")
+    assert message.splitlines()[-1] == "  ... and 15 more"
+    assert len(message.splitlines()) == 7
+
+
+def test_numbers_yaml_reads_as_text_become_numbers() -> None:
+    text = config_text_with("lr: 0.005,", "lr: 5e-3,")
+    text = text.replace("max_loads: 6000000", "max_loads: 6e+6").replace("seed: 1\n", "seed: 1E0\n")
+    config = yaml.safe_load(text)
+    assert config["train"]["student"]["lr"] == "5e-3"  # YAML 1.1: no dot, so not a float
+    validate_config(config, SCHEMA, REPO)
+    assert config["train"]["student"]["lr"] == 0.005
+    assert config["tracing"]["max_loads"] == 6_000_000
+    assert isinstance(config["tracing"]["max_loads"], int)
+    assert config["seed"] == 1 and isinstance(config["seed"], int)
+
+
+def test_number_text_stays_text_where_the_schema_wants_no_number() -> None:
+    config = load("config.yaml")
+    config["apps"]["ls"] = {"command": "1e3", "backend": "lackey"}
+    config["train"]["teacher"]["epochs"] = "2.5e0"  # not a whole number: an integer is wanted
+    message = validation_error(config)
+    assert config["apps"]["ls"]["command"] == "1e3"
+    assert "train.teacher.epochs: expected an integer, got the text '2.5e0'" in message
+
+
+def test_defaults_fill_missing_keys_without_sharing_the_schema_lists() -> None:
+    first, second = load("config.yaml"), load("config.yaml")
+    for config in (first, second):
+        del config["dataset"]["history"], config["cache"]["line_bytes"], config["sweeps"]["k"]
+        validate_config(config, SCHEMA, REPO)
+    assert first["dataset"]["history"] == 10
+    assert first["cache"]["line_bytes"] == 64
+    assert first["sweeps"]["k"] == [2, 3, 4]
+    first["sweeps"]["k"].append(5)
+    assert second["sweeps"]["k"] == [2, 3, 4]
+
+
+def test_app_with_two_kind_keys_names_both() -> None:
+    config = load("config.yaml")
+    config["apps"]["bc"]["import"] = "tests/data/bfs-uniform-s13.load_trace.txt.xz"
+    message = validation_error(config)
+    assert (
+        "apps.bc: has both 'kernel' and 'import'; "
+        "an entry of apps has exactly one of kernel, command, import"
+    ) in message
+
+
+def test_error_inside_an_app_source_names_the_key() -> None:
+    config = yaml.safe_load(
+        config_text_with(
+            "apps:\n",
+            "apps:\n  mine: {command: ./mine, backend: lackey, env: {OMP_NUM_THREADS: 1}}\n",
+        )
+    )
+    message = validation_error(config)
+    assert "apps.mine.env.OMP_NUM_THREADS: expected a string, got the integer 1" in message
+    assert len(message.splitlines()) == 2
+
+
+def test_app_without_a_kind_key_suggests_the_misspelt_one() -> None:
+    config = load("config.yaml")
+    config["apps"]["bc"]["kernal"] = config["apps"]["bc"].pop("kernel")
+    message = validation_error(config)
+    assert "apps.bc: an entry of apps has exactly one of kernel, command, import" in message
+    assert "'kernal': did you mean 'kernel'?" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("history", 12, "dataset.history: must be 10, got 12"),
+        ("delta_bound", 64, "dataset.delta_bound: must be 128, got 64"),
+        ("look_forward", 0, "dataset.look_forward: 0 is less than the minimum of 1"),
+    ],
+)
+def test_dataset_shape_the_models_cannot_take_is_rejected(key: str, value: int, named: str) -> None:
+    config = load("config.yaml")
+    config["dataset"][key] = value
+    assert named in validation_error(config)
+
+
+def test_schema_dataset_shape_is_the_models_shape() -> None:
+    from packd.models import HISTORY, OUTPUTS
+
+    dataset = yaml.safe_load(SCHEMA.read_text())["properties"]["dataset"]["properties"]
+    assert dataset["history"]["const"] == dataset["history"]["default"] == HISTORY
+    assert 2 * dataset["delta_bound"]["const"] == 2 * dataset["delta_bound"]["default"] == OUTPUTS
 
 
 def test_split_must_leave_a_test_part() -> None:
@@ -87,9 +218,8 @@ def test_cache_level_must_have_power_of_two_sets() -> None:
 def test_missing_import_file_is_named(tmp_path: Path) -> None:
     config = load("config.yaml")
     config["apps"]["mine"] = {"import": "traces/mine.txt.xz"}
-    validate(config, schema=SCHEMA)
     with pytest.raises(ConfigError, match=r"apps.mine.import: no such file: traces/mine.txt.xz"):
-        check_config(config, base_dir=tmp_path)
+        validate_config(config, SCHEMA, base_dir=tmp_path)
 
 
 def test_arch_without_sizes_is_named() -> None:
@@ -97,20 +227,3 @@ def test_arch_without_sizes_is_named() -> None:
     del config["models"]["mixer"]
     with pytest.raises(ConfigError, match="models.mixer"):
         check_config(config, base_dir=REPO)
-
-
-def test_sweep_method_names_round_trip() -> None:
-    config = load("config.yaml")
-    name = sweep_method_name("d", 4, 0.9, 5.0)
-    assert name == "packd-d-k4-alpha0.9-T5"
-    assert method_settings(name, config) == {
-        "kind": "packd",
-        "features": "d",
-        "k": 4,
-        "alpha": 0.9,
-        "temperature": 5.0,
-    }
-    assert method_settings("packd", config)["k"] == config["cluster"]["k"]
-    assert method_settings("no_kd", config)["alpha"] == 1.0
-    with pytest.raises(ConfigError, match="unknown student method"):
-        method_settings("packd-q-k2", config)
