@@ -6,11 +6,16 @@ Snakemake (and a user) can trust every output that exists.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 
 @contextmanager
@@ -30,3 +35,34 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """Write JSON (sorted keys, numpy values as Python ones) atomically."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a DataFrame as Parquet (no index) atomically."""
+    with atomic_path(path) as temporary:
+        frame.to_parquet(temporary, index=False)
+
+
+def write_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
+    """Write arrays to a compressed .npz (no pickles) atomically."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, **arrays)

@@ -18,8 +18,9 @@ Model (loads only):
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -237,3 +238,18 @@ def reference_hierarchy(addresses, levels: Sequence[CacheLevel]) -> np.ndarray:
             s[line] = True
         out[i] = served
     return out
+
+
+def levels_from_config(cache_config: Mapping[str, Any]) -> list[CacheLevel]:
+    """The hierarchy described by a config's `cache` section (sizes in KiB)."""
+    line_bytes = cache_config.get("line_bytes", 64)
+    return [
+        CacheLevel(
+            name=level["name"],
+            size_bytes=level["size_kib"] * 1024,
+            ways=level["ways"],
+            line_bytes=line_bytes,
+            latency=level.get("latency", 10),
+        )
+        for level in cache_config["levels"]
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -14,17 +14,14 @@ from packd.models import build_model, count_parameters
 
 
 def checkpoint_header(
-    model: nn.Module, arch: str, size: Mapping, role: str, app: str, extra: dict | None = None
+    model: nn.Module | None, arch: str, size: Mapping, role: str, app: str, **fields: object
 ) -> dict:
-    """The standard header: arch, size, params, role (teacher, student, ...), app, extra."""
-    return {
-        "arch": arch,
-        "size": dict(size),
-        "params": count_parameters(model),
-        "role": role,
-        "app": app,
-        "extra": dict(extra or {}),
-    }
+    """The standard header: arch, size, params, role (teacher, student, ...), app, and fields
+    such as the training history (model None: an empty checkpoint, no params)."""
+    header: dict = {"arch": arch, "size": dict(size), "role": role, "app": app}
+    if model is not None:
+        header["params"] = count_parameters(model)
+    return {**header, **fields}
 
 
 def save_checkpoint(
@@ -43,9 +40,24 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return stored["header"], stored["state_dict"]
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
-    """(model in eval mode, header), rebuilt from header["arch"] and header["size"]."""
+def model_from_checkpoint(path: str | Path) -> tuple[nn.Module | None, dict]:
+    """(model in eval mode, header), rebuilt from header["arch"] and header["size"]; the model
+    is None for an empty checkpoint."""
     header, state_dict = load_checkpoint(path)
+    if header.get("empty"):
+        return None, header
     model = build_model(header["arch"], header["size"])
     model.load_state_dict(state_dict)
     return model.eval(), header
+
+
+def load_models(paths: Sequence[str | Path]) -> tuple[dict[int, nn.Module], list[dict]]:
+    """Models by cluster id (0 when the header names none) and their headers; empty
+    checkpoints (clusters merged away) are left out of both."""
+    models, headers = {}, []
+    for path in paths:
+        model, header = model_from_checkpoint(path)
+        if not header.get("empty"):
+            models[header.get("cluster", 0)] = model
+            headers.append(header)
+    return models, headers

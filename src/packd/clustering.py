@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.cluster import KMeans
 
 FEATURE_SETS = {
@@ -151,3 +153,64 @@ def assign_clusters(model: ClusterModel, features: np.ndarray) -> np.ndarray:
     if model.quantiles is not None:
         features = to_ranks(features, model.quantiles)
     return _nearest(features, model.centers, model.surviving)
+
+
+def load_cluster_ids(assignments_path: str | Path) -> dict[str, np.ndarray]:
+    """Cluster id of every sample, per split, in sample order."""
+    assignments = pd.read_parquet(assignments_path)
+    return {
+        name: group.sort_values("sample")["cluster"].to_numpy(np.int64)
+        for name, group in assignments.groupby("split")
+    }
+
+
+def cluster_assignments(
+    model: ClusterModel, features_by_split: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """Long form (split, sample, cluster) for every sample of every split."""
+    frames = []
+    for name, features in features_by_split.items():
+        cluster_ids = assign_clusters(model, features)
+        frames.append(
+            pd.DataFrame(
+                {"split": name, "sample": np.arange(len(cluster_ids)), "cluster": cluster_ids}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def cluster_sizes(assignments: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Samples per cluster (rows 0..k-1) and split (train, val, test columns)."""
+    sizes = (
+        assignments.groupby(["cluster", "split"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(index=range(k), columns=["train", "val", "test"], fill_value=0)
+    )
+    sizes.index.name = "cluster"
+    return sizes
+
+
+# A cluster with fewer validation samples than this is validated on the whole validation split,
+# so that epoch selection does not rest on a handful of samples.
+MIN_CLUSTER_VAL_SAMPLES = 200
+
+
+def cluster_splits(
+    splits: dict[str, dict[str, np.ndarray]],
+    cluster_ids: dict[str, np.ndarray],
+    cluster_id: int,
+    min_val_samples: int = MIN_CLUSTER_VAL_SAMPLES,
+) -> tuple[dict[str, dict[str, np.ndarray]], bool]:
+    """One cluster's samples of every split, and whether validation fell back to the whole
+    split (the cluster had fewer than min_val_samples validation samples)."""
+    from packd.dataset import subset_samples
+
+    own = {
+        name: subset_samples(arrays, cluster_ids[name] == cluster_id)
+        for name, arrays in splits.items()
+    }
+    small = len(own["val"]["labels"]) < min_val_samples
+    if small:
+        own["val"] = splits["val"]
+    return own, small

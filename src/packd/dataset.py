@@ -15,6 +15,7 @@ from packd.atomic import atomic_path
 
 BLOCK_BITS = 6  # 64-byte cache lines
 PACKED_LABELS_KEY = "labels_packed"
+SPLIT_NAMES = ("train", "val", "test")
 
 
 def trace_block_addresses(trace: pd.DataFrame) -> np.ndarray:
@@ -171,6 +172,26 @@ def build_pieces_arrays(pieces: list[pd.DataFrame], **kwargs: int) -> dict[str, 
     """build_split_arrays of each contiguous piece, concatenated: no window spans a gap."""
     per_piece = [build_split_arrays(piece, **kwargs) for piece in pieces]
     return {key: np.concatenate([arrays[key] for arrays in per_piece]) for key in per_piece[0]}
+
+
+def subset_samples(arrays: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The samples selected by a boolean mask or index array, in every array of a split."""
+    return {key: values[keep] for key, values in arrays.items()}
+
+
+def subsample_split(
+    arrays: dict[str, np.ndarray], limit: int, seed: int, split_index: int
+) -> dict[str, np.ndarray]:
+    """A seeded random subset of limit samples, kept in order (all of them when fewer).
+
+    Samples carry their own history window, so a random subset of the whole split keeps every
+    phase of the program (the first `limit` would keep only the first).
+    """
+    count = len(arrays["labels"])
+    if count <= limit:
+        return arrays
+    rng = np.random.default_rng([seed, split_index])
+    return subset_samples(arrays, np.sort(rng.choice(count, size=limit, replace=False)))
 
 
 def save_split(path: str | Path, arrays: dict[str, np.ndarray]) -> None:

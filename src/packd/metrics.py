@@ -168,3 +168,37 @@ def latency_per_sample(
             if step >= warmup:
                 seconds_per_batch.append(time.perf_counter() - start)
     return float(np.median(seconds_per_batch)) / batch_size
+
+
+def protocol_metrics(
+    val_labels: np.ndarray, val_probs: np.ndarray, test_labels: np.ndarray, test_probs: np.ndarray
+) -> dict[str, float]:
+    """Test metrics under our protocol (threshold chosen on validation: `f1`, `precision`,
+    `recall`, `threshold`, `val_f1`), at 0.5 (`f1_at_0.5`), and with the threshold chosen on
+    test (the authors' protocol, optimistic: `test_selected_*`)."""
+    threshold, val_f1 = best_threshold(val_labels, val_probs)
+    at_threshold = evaluate_scores(test_labels, test_probs, threshold)
+    test_threshold, test_f1 = best_threshold(test_labels, test_probs)
+    at_test_threshold = evaluate_scores(test_labels, test_probs, test_threshold)
+    return {
+        **at_threshold,
+        "threshold": threshold,
+        "val_f1": val_f1,
+        "f1_at_0.5": evaluate_scores(test_labels, test_probs, 0.5)["f1"],
+        "test_selected_f1": test_f1,
+        "test_selected_threshold": test_threshold,
+        "test_selected_precision": at_test_threshold["precision"],
+        "test_selected_recall": at_test_threshold["recall"],
+    }
+
+
+def sample_counts(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(n, 3) int32 per sample: true positives, false positives, false negatives."""
+    return np.stack(
+        [
+            np.count_nonzero(labels & predicted, axis=1),
+            np.count_nonzero(~labels & predicted, axis=1),
+            np.count_nonzero(labels & ~predicted, axis=1),
+        ],
+        axis=1,
+    ).astype(np.int32)

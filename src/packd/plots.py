@@ -14,14 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from packd.atomic import atomic_path  # noqa: E402
-
-METHOD_COLORS = {
-    "teacher": "#444444",
-    "packd_teachers": "#999999",
-    "packd": "#d62728",
-    "standard_kd": "#1f77b4",
-    "no_kd": "#2ca02c",
-}
+from packd.methods import METHODS, method_color, method_rank  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -76,10 +69,10 @@ def plot_main_f1(table: pd.DataFrame, path: Path) -> None:
     figure, panels = plt.subplots(1, len(archs), figsize=(5 * len(archs), 4), squeeze=False)
     for panel, arch in zip(panels[0], archs, strict=True):
         wide = rows[rows["arch"] == arch].pivot(index="app", columns="method", values="f1")
-        wide = wide[[method for method in METHOD_COLORS if method in wide.columns]]
+        wide = wide[[method for method in METHODS if method in wide.columns]]
         wide.plot.bar(
             ax=panel,
-            color=[METHOD_COLORS[method] for method in wide.columns],
+            color=[method_color(method) for method in wide.columns],
             legend=False,
         )
         panel.set_title(arch)
@@ -106,12 +99,12 @@ def plot_training_curves(metrics: Sequence[dict], path: Path) -> None:
                 panel.plot(
                     epochs,
                     scores,
-                    color=METHOD_COLORS.get(entry["method"], "black"),
+                    color=method_color(entry["method"]),
                     alpha=0.6,
                     linewidth=1,
                 )
-        for method, color in METHOD_COLORS.items():
-            panel.plot([], [], color=color, label=method)
+        for method in sorted({entry["method"] for entry in metrics}, key=method_rank):
+            panel.plot([], [], color=method_color(method), label=method)
         panel.set_title(arch)
         panel.set_xlabel("epoch")
         panel.set_ylabel("validation micro-F1")

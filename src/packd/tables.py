@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from packd.methods import SWEEP_METHOD, method_rank
+
 MAIN_COLUMNS = [
     "app",
     "arch",
@@ -24,8 +26,6 @@ MAIN_COLUMNS = [
     "threshold",
     "protocol",
 ]
-METHOD_ORDER = ["teacher", "packd_teachers", "packd", "standard_kd", "no_kd"]
-STUDENT_METHODS = ["packd", "standard_kd", "no_kd"]
 
 
 def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
@@ -74,8 +74,7 @@ def main_table(metrics: Sequence[dict]) -> pd.DataFrame:
         teacher_params.get((app, arch), np.nan) / params
         for app, arch, params in zip(table["app"], table["arch"], table["params"], strict=True)
     ]
-    order = {method: index for index, method in enumerate(METHOD_ORDER)}
-    table["method_order"] = table["method"].map(order).fillna(len(order))
+    table["method_order"] = table["method"].map(method_rank)
     table = table.sort_values(
         ["protocol", "app", "arch", "method_order", "method"],
         ascending=[False, True, True, True, True],
@@ -93,7 +92,7 @@ def main_summary(table: pd.DataFrame, protocol: str = "validation") -> pd.DataFr
     """Wide F1: app x arch rows and a mean row, one column per method, with PaCKD's gains."""
     rows = table[table["protocol"] == protocol]
     wide = rows.pivot_table(index=["app", "arch"], columns="method", values="f1", aggfunc="first")
-    wide = wide[[method for method in METHOD_ORDER if method in wide.columns]]
+    wide = wide[sorted(wide.columns, key=method_rank)]
     wide.loc[("mean", "all"), :] = wide.mean(axis=0)
     for arch in sorted(rows["arch"].unique()):
         arch_rows = wide.xs(arch, level="arch", drop_level=False)
@@ -137,8 +136,6 @@ def compression_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def sweep_table(metrics: Sequence[dict], sweep: str) -> pd.DataFrame:
     """PaCKD student F1 (validation protocol) per app, arch and the swept setting."""
-    from packd.config import SWEEP_METHOD
-
     rows = []
     for entry in metrics:
         settings = SWEEP_METHOD.match(entry["method"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 
 from packd.distill import bce_loss, kd_loss
 from packd.metrics import best_threshold, micro_f1
+from packd.models import init_output_bias
 
 LossSpec = str | tuple[str, float, float]  # "bce" or ("kd", alpha, temperature)
 
@@ -215,3 +217,65 @@ def train_model(
     if best_state is None:
         best_state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
     return TrainResult(best_state, history, best_epoch, best_f1, best_thr, str(device), stop_reason)
+
+
+@dataclass(frozen=True)
+class PhaseSettings:
+    """One training phase's budget (teacher or student), resolved from the config's `train`."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    patience: int
+    min_epochs: int
+    prior_bias: bool
+    amp: bool | str
+    device: str
+
+    @classmethod
+    def from_config(cls, train_config: Mapping[str, Any], phase: str, arch: str) -> PhaseSettings:
+        """The phase's settings; train.lr_by_arch overrides the phase's learning rate per arch."""
+        budget = train_config[phase]
+        by_arch = train_config.get("lr_by_arch", {}).get(arch, {})
+        return cls(
+            epochs=budget["epochs"],
+            lr=by_arch.get(phase, budget["lr"]),
+            batch_size=budget["batch_size"],
+            patience=budget["patience"],
+            min_epochs=budget.get("min_epochs", 1),
+            prior_bias=train_config.get("prior_bias", True),
+            amp=train_config.get("amp", "auto"),
+            device=train_config.get("device", "auto"),
+        )
+
+
+def train_phase(
+    model: nn.Module,
+    train: Sequence[np.ndarray | torch.Tensor],
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    settings: PhaseSettings,
+    *,
+    loss: LossSpec,
+    seed: int,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """train_model on splits' val (and test, recorded only) with one phase's settings; the
+    output bias first starts at the labels' log-odds when settings.prior_bias."""
+    if settings.prior_bias:
+        init_output_bias(model, train[1])
+    return train_model(
+        model,
+        train,
+        (splits["val"]["inputs"], splits["val"]["labels"]),
+        test=(splits["test"]["inputs"], splits["test"]["labels"]),
+        loss=loss,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        batch_size=settings.batch_size,
+        patience=settings.patience,
+        min_epochs=settings.min_epochs,
+        seed=seed,
+        device=resolve_device(settings.device),
+        amp=settings.amp,
+        log=log,
+    )

@@ -104,12 +104,13 @@ def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     size = SMALL_SIZES["resnet"]
     model = build_model("resnet", size).eval()
-    header = checkpoint_header(model, "resnet", size, role="student", app="bc", extra={"k": 2})
+    header = checkpoint_header(model, "resnet", size, role="student", app="bc", k=2)
     path = tmp_path / "ckpt" / "student.pt"
     save_checkpoint(path, model.state_dict(), header)
     assert [p.name for p in path.parent.iterdir()] == ["student.pt"]  # no temp file left
     loaded_header, state_dict = load_checkpoint(path)
     assert loaded_header == header and loaded_header["params"] == count_parameters(model)
+    assert loaded_header["k"] == 2
     rebuilt, _ = model_from_checkpoint(path)
     inputs = torch.rand(3, 10, 10)
     with torch.no_grad():

@@ -1,19 +1,21 @@
 from pathlib import Path
 
-from snakemake.utils import validate
-
-from packd.config import check_config, method_settings, sweep_method_name
+from packd.config import validate_config
+from packd.methods import (
+    METHODS,
+    evaluated_model_regex,
+    method_settings,
+    sweep_method_name,
+    trained_model_regex,
+)
 
 # Stop at once, naming the key, on an unknown key, a wrong type or an impossible value.
-validate(config, schema="../schemas/config.schema.yaml")
-check_config(config)
+validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 
 ARCHS = config["archs"]
 APPS = list(config["apps"])
-MAIN_METHODS = ["packd", "standard_kd", "no_kd"]
-EVALUATED_MODELS = ["teacher", "packd_teachers", *MAIN_METHODS]
+EVALUATED_MODELS = list(METHODS)
 SWEEPS = ["k", "kd", "features"]
-STUDENT_METHOD_REGEX = r"packd|standard_kd|no_kd|packd-[adi]-k\d+-alpha[0-9.]+-T[0-9.]+"
 
 
 def apps_of_kind(kind):
@@ -35,8 +37,8 @@ wildcard_constraints:
     c=r"\d+",
     variant="sancov|plain",
     sweep=alternatives(SWEEPS),
-    method=STUDENT_METHOD_REGEX,
-    model=f"teacher|packd_teachers|{STUDENT_METHOD_REGEX}",
+    method=trained_model_regex(),
+    model=evaluated_model_regex(),
 
 
 def get_traced_app_regex():
@@ -52,12 +54,14 @@ def get_app_source(wildcards):
 
 
 def get_kernel_binary(wildcards):
-    """The compiled graph kernels the app needs: instrumented for sancov, plain for lackey."""
+    """The compiled graph kernels the app needs (instrumented for sancov, plain for lackey) and
+    their tool versions, which the trace's metadata records."""
     source = config["apps"][wildcards.app]
     if "kernel" not in source:
-        return []
+        return {}
     variant = "sancov" if config["tracing"]["backend"] == "sancov" else "plain"
-    return f"results/bin/graphkernels-{variant}"
+    binary = f"results/bin/graphkernels-{variant}"
+    return {"binary": binary, "versions": f"{binary}.json"}
 
 
 def get_import_path(wildcards):
@@ -84,21 +88,22 @@ def get_cluster_teachers(app, arch, features, k):
 
 
 def get_method_settings(method):
-    """Features, k, alpha and temperature of a student method (packd, a sweep variant, ...)."""
+    """What a training job needs of a method: network, soft targets, clusters, alpha and T."""
     return method_settings(method, config)
 
 
 def get_student_inputs(wildcards):
+    """The data, and for a distilled method its teachers (and clusters to route by)."""
     settings = get_method_settings(wildcards.method)
     inputs = get_dataset_splits(wildcards)
-    if settings["kind"] == "packd":
+    if settings["soft_targets"] == "cluster_teachers":
         inputs["clusters"] = (
             f"results/clusters/{wildcards.app}/{settings['features']}-k{settings['k']}.parquet"
         )
         inputs["teachers"] = get_cluster_teachers(
             wildcards.app, wildcards.arch, settings["features"], settings["k"]
         )
-    elif settings["kind"] == "standard_kd":
+    elif settings["soft_targets"] == "whole_app_teacher":
         inputs["teachers"] = [
             f"results/teachers/{wildcards.app}/{wildcards.arch}/all.pt"
         ]
@@ -109,9 +114,10 @@ def get_evaluate_inputs(wildcards):
     """The checkpoint(s) behind one evaluated model, with the data to score them on."""
     app, arch, model = wildcards.app, wildcards.arch, wildcards.model
     inputs = get_dataset_splits(wildcards)
-    if model == "teacher":
+    role = METHODS[model].role if model in METHODS else "student"
+    if role == "teacher":
         inputs["checkpoints"] = [f"results/teachers/{app}/{arch}/all.pt"]
-    elif model == "packd_teachers":
+    elif role == "routed_teachers":
         features, k = config["cluster"]["features"], config["cluster"]["k"]
         inputs["checkpoints"] = get_cluster_teachers(app, arch, features, k)
         inputs["clusters"] = get_default_clusters(wildcards)
@@ -180,8 +186,9 @@ def get_train_threads():
     return config["train"]["threads"]
 
 
-def get_train_gpus():
-    """Ask the scheduler for a GPU only when the config insists on CUDA."""
+def get_gpus():
+    """Ask the scheduler for a GPU (training and evaluation) only when the config insists on
+    CUDA."""
     return 1 if config["train"]["device"] == "cuda" else 0
 
 

@@ -18,6 +18,7 @@ rule evaluate:
     resources:
         mem_mb=get_train_mem_mb,
         runtime=20,
+        gpu=get_gpus(),
     params:
         latency_repeats=config["evaluate"].get("latency_repeats", 200),
         device=config["train"].get("device", "auto"),

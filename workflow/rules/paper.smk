@@ -19,8 +19,14 @@ rule table_main:
         summary_md="results/tables/main_summary.md",
     log:
         "logs/paper/table_main.log",
+    benchmark:
+        "benchmarks/paper/table_main.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     script:
         "../scripts/table_main.py"
 
@@ -37,8 +43,14 @@ rule table_compression:
         md="results/tables/compression.md",
     log:
         "logs/paper/table_compression.log",
+    benchmark:
+        "benchmarks/paper/table_compression.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     script:
         "../scripts/table_compression.py"
 
@@ -55,8 +67,14 @@ rule table_significance:
         md="results/tables/significance.md",
     log:
         "logs/paper/table_significance.log",
+    benchmark:
+        "benchmarks/paper/table_significance.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         seed=config["seed"],
         draws=1000,
@@ -75,8 +93,14 @@ rule figure_main:
         ),
     log:
         "logs/paper/figure_main.log",
+    benchmark:
+        "benchmarks/paper/figure_main.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     script:
         "../scripts/figure_main.py"
 
@@ -92,8 +116,14 @@ rule figure_training_curves:
         ),
     log:
         "logs/paper/figure_training_curves.log",
+    benchmark:
+        "benchmarks/paper/figure_training_curves.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     script:
         "../scripts/figure_training_curves.py"
 
@@ -115,8 +145,14 @@ rule sweep:
         ),
     log:
         "logs/paper/sweep_{sweep}.log",
+    benchmark:
+        "benchmarks/paper/sweep_{sweep}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     script:
         "../scripts/sweep.py"
 

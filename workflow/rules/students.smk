@@ -17,7 +17,7 @@ rule train_student:
     resources:
         mem_mb=get_train_mem_mb,
         runtime=get_train_runtime("student"),
-        gpu=get_train_gpus(),
+        gpu=get_gpus(),
     params:
         size=get_student_size,
         settings=get_method_settings_of_job,

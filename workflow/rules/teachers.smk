@@ -18,7 +18,7 @@ rule train_teacher:
     resources:
         mem_mb=get_train_mem_mb,
         runtime=get_train_runtime("teacher"),
-        gpu=get_train_gpus(),
+        gpu=get_gpus(),
     params:
         size=get_teacher_size,
         train=config["train"],
@@ -27,7 +27,7 @@ rule train_teacher:
         "../scripts/train_teacher.py"
 
 
-rule train_full_teacher:
+use rule train_teacher as train_full_teacher with:
     input:
         unpack(get_dataset_splits),
     output:
@@ -36,16 +36,3 @@ rule train_full_teacher:
         "logs/teachers/{app}/{arch}/all.log",
     benchmark:
         "benchmarks/teachers/{app}/{arch}/all.tsv"
-    conda:
-        "../../envs/train.yaml"
-    threads: get_train_threads()
-    resources:
-        mem_mb=get_train_mem_mb,
-        runtime=get_train_runtime("teacher"),
-        gpu=get_train_gpus(),
-    params:
-        size=get_teacher_size,
-        train=config["train"],
-        seed=config["seed"],
-    script:
-        "../scripts/train_teacher.py"

@@ -10,15 +10,21 @@ rule build_kernel:
         versions="results/bin/graphkernels-{variant}.json",
     log:
         "logs/traces/build_kernel-{variant}.log",
+    benchmark:
+        "benchmarks/traces/build_kernel-{variant}.tsv"
     conda:
         "../../envs/traces.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/build_kernel.py"
 
 
 rule trace_app:
     input:
-        binary=get_kernel_binary,
+        unpack(get_kernel_binary),
     output:
         trace="results/traces/{app}.parquet",
     log:
@@ -73,8 +79,14 @@ rule summarize_traces:
         ),
     log:
         "logs/traces/summarize_traces.log",
+    benchmark:
+        "benchmarks/traces/summarize_traces.tsv"
     conda:
         "../../envs/traces.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/summarize_traces.py"
 
@@ -91,8 +103,14 @@ rule plot_trace:
         ),
     log:
         "logs/traces/plot_trace-{app}.log",
+    benchmark:
+        "benchmarks/traces/plot_trace-{app}.tsv"
     conda:
         "../../envs/traces.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_trace.py"
 

@@ -1,7 +1,7 @@
 """Inputs, labels and clustering features of one app, split by instr_id."""
 
 from packd.joblog import logged_job
-from packd.stages import build_dataset
+from packd.stages.data import build_dataset
 
 with logged_job(snakemake.log[0], "build_dataset") as log:
     build_dataset(

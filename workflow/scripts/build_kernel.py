@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from packd.joblog import logged_job
-from packd.stages import build_kernel
+from packd.stages.traces import build_kernel
 
 with logged_job(snakemake.log[0], "build_kernel") as log:
     build_kernel(

@@ -1,7 +1,7 @@
 """k-means clusters of one app's samples on one feature set."""
 
 from packd.joblog import logged_job
-from packd.stages import cluster
+from packd.stages.data import cluster
 
 with logged_job(snakemake.log[0], "cluster") as log:
     cluster(

@@ -3,7 +3,7 @@
 import torch
 
 from packd.joblog import logged_job
-from packd.stages import evaluate
+from packd.stages.evaluation import evaluate
 
 torch.set_num_threads(snakemake.threads)
 with logged_job(snakemake.log[0], "evaluate") as log:

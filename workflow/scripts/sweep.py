@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from packd.atomic import write_text_atomic
 from packd.joblog import logged_job
 from packd.plots import plot_sweep
-from packd.stages import write_text_atomic
 from packd.tables import read_metrics, sweep_table, to_markdown
 
 with logged_job(snakemake.log[0], "sweep"):

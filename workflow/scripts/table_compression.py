@@ -2,8 +2,8 @@
 
 import pandas as pd
 
+from packd.atomic import write_text_atomic
 from packd.joblog import logged_job
-from packd.stages import write_text_atomic
 from packd.tables import compression_table, to_markdown
 
 with logged_job(snakemake.log[0], "table_compression"):

@@ -1,7 +1,7 @@
 """The main table (long form) and its wide summary with means and PaCKD's gains."""
 
+from packd.atomic import write_text_atomic
 from packd.joblog import logged_job
-from packd.stages import write_text_atomic
 from packd.tables import main_summary, main_table, read_metrics, to_markdown
 
 with logged_job(snakemake.log[0], "table_main") as log:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from packd.atomic import write_text_atomic
 from packd.joblog import logged_job
-from packd.stages import write_text_atomic
 from packd.tables import significance_table, to_markdown
 
 with logged_job(snakemake.log[0], "table_significance") as log:

@@ -3,7 +3,7 @@
 import torch
 
 from packd.joblog import logged_job
-from packd.stages import train_student
+from packd.stages.training import train_student
 
 torch.set_num_threads(snakemake.threads)
 with logged_job(snakemake.log[0], "train_student") as log:

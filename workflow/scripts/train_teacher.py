@@ -3,7 +3,7 @@
 import torch
 
 from packd.joblog import logged_job
-from packd.stages import train_teacher
+from packd.stages.training import train_teacher
 
 torch.set_num_threads(snakemake.threads)
 with logged_job(snakemake.log[0], "train_teacher") as log:

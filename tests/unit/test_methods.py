@@ -1,0 +1,69 @@
+"""The method registry: names, settings, regexes and captions in one place."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from packd.methods import (
+    METHODS,
+    evaluated_model_regex,
+    method_of,
+    method_rank,
+    method_settings,
+    names_with_role,
+    sweep_method_name,
+    trained_model_regex,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def test_sweep_method_names_round_trip() -> None:
+    config = load("config.yaml")
+    name = sweep_method_name("d", 4, 0.9, 5.0)
+    assert name == "packd-d-k4-alpha0.9-T5"
+    settings = method_settings(name, config)
+    assert settings["soft_targets"] == "cluster_teachers"
+    assert (settings["features"], settings["k"]) == ("d", 4)
+    assert (settings["alpha"], settings["temperature"]) == (0.9, 5.0)
+    assert method_settings("packd", config)["k"] == config["cluster"]["k"]
+    assert method_settings("no_kd", config)["soft_targets"] is None
+    with pytest.raises(ValueError, match="unknown method"):
+        method_settings("packd-q-k2", config)
+
+
+def test_every_distilled_method_names_its_kd_settings_in_the_config() -> None:
+    config = load("config.yaml")
+    for name, method in METHODS.items():
+        settings = method_settings(name, config)
+        assert method.loss == ("bce" if method.soft_targets is None else "kd")
+        if method.soft_targets is not None:
+            assert {"alpha", "temperature"} <= set(settings), name
+
+
+def test_regexes_match_exactly_the_registry_and_sweeps() -> None:
+    trained = re.compile(f"^(?:{trained_model_regex()})$")
+    evaluated = re.compile(f"^(?:{evaluated_model_regex()})$")
+    for name in names_with_role("student", "baseline"):
+        assert trained.match(name) and evaluated.match(name)
+    for name in names_with_role("teacher", "routed_teachers"):
+        assert evaluated.match(name) and not trained.match(name)
+    sweep = sweep_method_name("a", 3, 0.5, 1.0)
+    assert trained.match(sweep) and method_of(sweep) is METHODS["packd"]
+    for bad in ("packd_x", "teacher2", "packd-a-k3"):
+        assert not evaluated.match(bad)
+
+
+def test_order_labels_and_colours_are_distinct() -> None:
+    assert [method_rank(name) for name in METHODS] == list(range(len(METHODS)))
+    assert method_rank("packd-a-k2-alpha0.5-T1") == len(METHODS)
+    assert len({method.color for method in METHODS.values()}) == len(METHODS)
+    assert len({method.label for method in METHODS.values()}) == len(METHODS)

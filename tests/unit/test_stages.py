@@ -1,0 +1,167 @@
+"""The stage functions (one per rule) on a tiny synthetic trace, without Snakemake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from packd.checkpoint import load_checkpoint, load_models
+from packd.clustering import load_cluster_ids
+from packd.dataset import load_split
+from packd.methods import method_settings
+from packd.stages.data import build_dataset, cluster
+from packd.stages.evaluation import evaluate, model_probabilities
+from packd.stages.training import train_student, train_teacher
+from packd.traces import write_trace_parquet
+
+TINY_SIZES = {"teacher": {"hidden": 16, "layers": 1}, "student": {"hidden": 4, "layers": 1}}
+TRAIN = {
+    "device": "cpu",
+    "amp": False,
+    "teacher": {"epochs": 2, "lr": 0.01, "batch_size": 128, "patience": 2},
+    "student": {"epochs": 2, "lr": 0.01, "batch_size": 128, "patience": 2},
+}
+CONFIG = {
+    "cluster": {"features": "a", "k": 2},
+    "kd": {
+        "packd": {"alpha": 0.5, "temperature": 1.0},
+        "standard_kd": {"alpha": 0.5, "temperature": 5.0},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A two-phase strided trace, its dataset, clusters, a whole-app and two cluster teachers."""
+    root = tmp_path_factory.mktemp("stages")
+    rng = np.random.default_rng(0)
+    n = 3000
+    strides = np.where(np.arange(n) % 600 < 300, 1, 3)  # two phases, so clusters differ
+    blocks = 10_000 + np.cumsum(strides) + rng.integers(0, 2, n)
+    trace = pd.DataFrame(
+        {
+            "instr_id": np.arange(n) * 7 + 1,
+            "cycle": np.arange(n) * 20,
+            "addr": blocks << 6,
+            "pc": 0x400000 + (strides == 3) * 16,
+            "llc_hit": rng.random(n) < 0.3,
+        }
+    )
+    paths = {"trace": root / "trace.parquet"}
+    write_trace_parquet(trace, paths["trace"], {"source": "synthetic"})
+    splits = {name: root / f"{name}.npz" for name in ("train", "val", "test")}
+    dataset = {
+        "history": 10,
+        "look_forward": 16,
+        "delta_bound": 128,
+        "split": {"warmup": 0.05, "train": 0.7, "val": 0.2, "val_blocks": 2},
+        "max_samples": {"train": 1500},
+    }
+    sizes = build_dataset(paths["trace"], dataset, splits, root / "sizes.json", seed=3)
+    assert sizes["train"] == 1500 and sizes["val"] > 0 and sizes["test"] > 0
+    paths.update(splits)
+    paths["clusters"] = root / "a-k2.parquet"
+    cluster(splits, "a", 2, 0, 2, 0.01, paths["clusters"], root / "sizes.csv", root / "c.png")
+    paths["teacher"] = root / "all.pt"
+    train_teacher(splits, "lstm", TINY_SIZES["teacher"], TRAIN, 1, paths["teacher"], "syn")
+    for c in range(2):
+        paths[f"c{c}"] = root / f"c{c}.pt"
+        train_teacher(
+            splits, "lstm", TINY_SIZES["teacher"], TRAIN, 1, paths[f"c{c}"], "syn",
+            clusters_path=paths["clusters"], cluster_id=c,
+        )  # fmt: skip
+    return paths
+
+
+def splits_of(app: dict[str, Path]) -> dict[str, Path]:
+    return {name: app[name] for name in ("train", "val", "test")}
+
+
+def test_build_dataset_subsamples_with_the_seed(app: dict[str, Path], tmp_path: Path) -> None:
+    again = {name: tmp_path / f"{name}.npz" for name in ("train", "val", "test")}
+    dataset = {
+        "history": 10,
+        "look_forward": 16,
+        "delta_bound": 128,
+        "split": {"warmup": 0.05, "train": 0.7, "val": 0.2, "val_blocks": 2},
+        "max_samples": {"train": 1500},
+    }
+    build_dataset(app["trace"], dataset, again, tmp_path / "sizes.json", seed=3)
+    first, second = load_split(app["train"]), load_split(again["train"])
+    np.testing.assert_array_equal(first["instr_id"], second["instr_id"])
+    assert (np.diff(first["instr_id"].astype(np.int64)) > 0).all()  # kept in trace order
+    build_dataset(app["trace"], dataset, again, tmp_path / "sizes.json", seed=4)
+    assert not np.array_equal(first["instr_id"], load_split(again["train"])["instr_id"])
+
+
+def test_cluster_assigns_every_sample_of_every_split(app: dict[str, Path]) -> None:
+    cluster_ids = load_cluster_ids(app["clusters"])
+    for name in ("train", "val", "test"):
+        assert len(cluster_ids[name]) == len(load_split(app[name])["labels"])
+    assert set(np.unique(cluster_ids["train"])) == {0, 1}
+
+
+def test_cluster_teachers_train_on_their_own_samples(app: dict[str, Path]) -> None:
+    sizes = [load_checkpoint(app[f"c{c}"])[0]["train_samples"] for c in range(2)]
+    whole = load_checkpoint(app["teacher"])[0]
+    assert sum(sizes) == whole["train_samples"] == 1500
+    assert whole["role"] == "teacher" and whole["params"] > 0 and whole["history"]
+
+
+@pytest.mark.parametrize("method", ["packd", "standard_kd", "no_kd"])
+def test_train_student_and_evaluate(app: dict[str, Path], tmp_path: Path, method: str) -> None:
+    settings = method_settings(method, CONFIG)
+    teachers = {
+        "cluster_teachers": [app["c0"], app["c1"]],
+        "whole_app_teacher": [app["teacher"]],
+        None: [],
+    }[settings["soft_targets"]]
+    checkpoint = tmp_path / f"{method}.pt"
+    train_student(
+        splits_of(app), "lstm", TINY_SIZES["student"], settings, TRAIN, 1, checkpoint, "syn",
+        method, teacher_paths=teachers, clusters_path=app["clusters"],
+    )  # fmt: skip
+    header, _ = load_checkpoint(checkpoint)
+    assert header["method"] == method and header["role"] == "student"
+    assert header["params"] < load_checkpoint(app["teacher"])[0]["params"]
+    out = tmp_path / f"{method}.json"
+    counts = tmp_path / f"{method}.counts.npz"
+    metrics = evaluate(
+        splits_of(app), [checkpoint], out, "syn", "lstm", method, counts_path=counts,
+        latency_repeats=2, device_name="cpu",
+    )  # fmt: skip
+    assert json.loads(out.read_text())["f1"] == pytest.approx(metrics["f1"])
+    assert metrics["test_selected_f1"] >= metrics["f1"] - 1e-12
+    with np.load(counts) as stored:
+        per_sample = stored["counts"]
+    true_positives, false_positives, false_negatives = per_sample.sum(axis=0)
+    f1 = 2 * true_positives / (2 * true_positives + false_positives + false_negatives)
+    assert f1 == pytest.approx(metrics["f1"])
+
+
+def test_routed_teachers_score_each_sample_with_its_cluster_teacher(
+    app: dict[str, Path], tmp_path: Path
+) -> None:
+    models, _ = load_models([app["c0"], app["c1"]])
+    splits = {name: load_split(app[name]) for name in ("val", "test")}
+    routes = load_cluster_ids(app["clusters"])
+    cpu = torch.device("cpu")
+    routed = model_probabilities(models, splits, routes, 256, cpu)
+    for c in (0, 1):
+        alone = model_probabilities(
+            {c: models[c]}, splits, {n: np.full(len(r), c) for n, r in routes.items()}, 256, cpu
+        )
+        rows = routes["val"] == c
+        assert rows.any() and not rows.all()
+        np.testing.assert_allclose(routed["val"][rows], alone["val"][rows], rtol=1e-5)
+        assert not np.array_equal(routed["val"][~rows], alone["val"][~rows])
+    metrics = evaluate(
+        splits_of(app), [app["c0"], app["c1"]], tmp_path / "r.json", "syn", "lstm",
+        "packd_teachers", clusters_path=app["clusters"], latency_repeats=2, device_name="cpu",
+    )  # fmt: skip
+    assert metrics["params"] == sum(load_checkpoint(app[f"c{c}"])[0]["params"] for c in (0, 1))
