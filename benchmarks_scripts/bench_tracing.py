@@ -3,18 +3,24 @@
 ROI times are the program's own seconds for the kernel (not graph construction), min of
 --repeats runs; "traced" includes the hooks and storing every record in the trace file.
 Whole-program times are wall seconds of the uninstrumented program and of trace_kernel().
+The lackey ROI cost: seconds per million guest instructions outside and inside a ROI, from a
+small program whose phase before the ROI and whose ROI have sizes given on its command line.
 
     python benchmarks_scripts/bench_tracing.py [--scale 14] [--degree 16] [--trials 4]
+    python benchmarks_scripts/bench_tracing.py --no-sancov   # lackey only
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from packd.tracing import (
@@ -24,10 +30,13 @@ from packd.tracing import (
     _LackeyParser,
     compile_kernel,
     kernel_arguments,
-    kernel_info,
     trace_command_lackey,
     trace_kernel,
+    valgrind_version,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.kernel_runs
+from tests.kernel_runs import kernel_info  # noqa: E402
 
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "workflow" / "kernels"
 
@@ -147,7 +156,14 @@ def bench_lackey(plain: Path, args: argparse.Namespace) -> None:
         log = Path(tmp) / "lackey.txt"
         t0 = time.perf_counter()
         subprocess.run(
-            ["valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={log}", *cmd],
+            [
+                "valgrind",
+                "--tool=lackey",
+                "--basic-counts=no",
+                "--trace-mem=yes",
+                f"--log-file={log}",
+            ]
+            + cmd,
             check=True,
             capture_output=True,
         )
@@ -175,6 +191,113 @@ def bench_lackey(plain: Path, args: argparse.Namespace) -> None:
     )
 
 
+# A gather loop before the ROI (argv[1] iterations) and in it (argv[2] iterations): the same
+# code, so the two phases differ only in whether their loads are recorded.
+PHASES_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) void roi_begin(void) { __asm__ volatile(""); }
+__attribute__((noinline)) void roi_end(void) { __asm__ volatile(""); }
+__attribute__((noinline)) long gather(const long *a, const int *idx, long iters) {
+    long s = 0;
+    for (long i = 0; i < iters; i++) s += a[idx[i & 4095]];
+    return s;
+}
+int main(int argc, char **argv) {
+    int *idx = malloc(4096 * sizeof(int));
+    long *a = malloc(4096 * sizeof(long));
+    for (int i = 0; i < 4096; i++) { idx[i] = (i * 7919) & 4095; a[i] = i; }
+    long s = gather(a, idx, atol(argv[1]));
+    roi_begin();
+    s += gather(a, idx, atol(argv[2]));
+    roi_end();
+    printf("%ld\n", s);
+    return 0;
+}
+"""
+
+
+def build_phases(folder: Path) -> Path:
+    """Compile the two-phase program (non-PIE, -O1)."""
+    src = folder / "phases.c"
+    src.write_text(PHASES_C)
+    binary = folder / "phases"
+    subprocess.run(["cc", "-O1", "-fno-pie", "-no-pie", "-o", binary, src], check=True)
+    return binary
+
+
+def timed_trace(
+    tracer: Callable[..., object], command: list[str], roi: tuple[str, str] | None, repeats: int
+) -> tuple[float, float, float, object]:
+    """Min over the repeats of (wall s, valgrind CPU s, this process's CPU s), and the stream."""
+    best = (float("inf"), 0.0, 0.0)
+    stream = None
+    for _ in range(repeats):
+        child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        stream = tracer(command, roi_symbols=roi)
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
+        best = min(best, (wall, child, cpu))
+    return (*best, stream)
+
+
+def bench_lackey_roi_cost(
+    args: argparse.Namespace, tracer: Callable[..., object] = trace_command_lackey, label: str = ""
+) -> None:
+    """Seconds per million guest instructions outside the ROI, inside it, and unrestricted."""
+    small, pre, roi_iters = 1000, args.lackey_pre, args.lackey_roi
+    with tempfile.TemporaryDirectory(prefix="bench-lackey-") as tmp:
+        binary = str(build_phases(Path(tmp)))
+        roi = ("roi_begin", "roi_end")
+        # Instruction counts from the current tracer's metadata (the same program, the same run).
+        runs = {
+            "base": ([binary, str(small), str(small)], roi),
+            "pre": ([binary, str(pre), str(small)], roi),
+            "roi": ([binary, str(small), str(roi_iters)], roi),
+            "whole": ([binary, str(pre), str(small)], None),
+        }
+        counts = {
+            name: trace_command_lackey(cmd, roi_symbols=r).metadata["instructions_executed"]
+            for name, (cmd, r) in runs.items()
+        }
+        times = {name: timed_trace(tracer, cmd, r, args.repeats) for name, (cmd, r) in runs.items()}
+        native = wall_seconds(subprocess.run, runs["pre"][0], check=True, capture_output=True)
+        vg = shutil.which("valgrind")
+        nulgrind = wall_seconds(
+            subprocess.run, [vg, "--tool=none", *runs["pre"][0]], check=True, capture_output=True
+        )
+    print(
+        f"\n== lackey ROI cost {label}({valgrind_version()}; phases: before the ROI {pre:,d} "
+        f"iterations, in the ROI {roi_iters:,d}; min of {args.repeats})"
+    )
+    print(f"{'run':6} {'Minstr':>7} {'loads':>9} {'wall_s':>7} {'vg_cpu_s':>8} {'py_cpu_s':>8}")
+    for name, (wall, child, cpu, stream) in times.items():
+        print(
+            f"{name:6} {counts[name] / 1e6:7.2f} {len(stream):9,d} {wall:7.2f} {child:8.2f} "
+            f"{cpu:8.2f}"
+        )
+
+    def per_minstr(run: str, column: int) -> float:
+        """Extra seconds per million extra instructions of a run against the base run."""
+        extra = counts[run] - counts["base"]
+        return (times[run][column] - times["base"][column]) / (extra / 1e6)
+
+    whole = times["whole"]
+    print(
+        f"s per M instructions outside the ROI: wall {per_minstr('pre', 0):.3f}, valgrind CPU "
+        f"{per_minstr('pre', 1):.3f}, parser CPU {per_minstr('pre', 2):.3f}\n"
+        f"s per M instructions inside the ROI:  wall {per_minstr('roi', 0):.3f}, valgrind CPU "
+        f"{per_minstr('roi', 1):.3f}, parser CPU {per_minstr('roi', 2):.3f}\n"
+        f"s per M instructions, no ROI (whole): wall {whole[0] / counts['whole'] * 1e6:.3f}, "
+        f"valgrind CPU {whole[1] / counts['whole'] * 1e6:.3f}, parser CPU "
+        f"{whole[2] / counts['whole'] * 1e6:.3f}\n"
+        f"the 'pre' program natively: {native:.3f} s; under valgrind --tool=none: {nulgrind:.2f} s"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build both variants of graphkernels and print the benchmark tables."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -187,8 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         "--trials", type=int, default=4, help="kernel runs in the ROI (GAP's -n), as config.yaml"
     )
     ap.add_argument("--lackey-scale", type=int, default=8)
+    ap.add_argument("--lackey-pre", type=int, default=400_000, help="iterations before the ROI")
+    ap.add_argument("--lackey-roi", type=int, default=400_000, help="iterations in the ROI")
     ap.add_argument("--no-lackey", action="store_true")
+    ap.add_argument("--no-sancov", action="store_true")
     args = ap.parse_args(argv)
+    if args.no_sancov:
+        bench_lackey_roi_cost(args)
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
         plain = Path(tmp) / "graphkernels"
         inlined, called = Path(tmp) / "graphkernels-sancov", Path(tmp) / "graphkernels-called"
@@ -202,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_sancov(plain, inlined, called, args)
         if not args.no_lackey:
             bench_lackey(plain, args)
+            bench_lackey_roi_cost(args)
     return 0
 
 

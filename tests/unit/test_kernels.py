@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from packd.tracing import compile_kernel, kernel_answer, kernel_graph, kernel_info
+from packd.tracing import compile_kernel
+from tests.kernel_runs import kernel_answer, kernel_graph, kernel_info
 
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "workflow" / "kernels"
 SCALE = 9

@@ -15,10 +15,10 @@ from packd.tracing import (
     _no_aslr_prefix,
     compile_kernel,
     decode_records,
-    kernel_answer,
     trace_command_lackey,
     trace_kernel,
 )
+from tests.kernel_runs import kernel_answer
 
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "workflow" / "kernels"
 KERNELS = ("bfs", "pr", "cc", "bc", "sssp")
@@ -402,17 +402,17 @@ def test_lackey_whole_program_and_max_loads(bins: dict[str, Path]) -> None:
     assert len(part) == 100
     np.testing.assert_array_equal(part.addr, whole.addr[:100])
     np.testing.assert_array_equal(part.instr_id, whole.instr_id[:100])
-    # Unknown symbols: warn and record everything.
-    with pytest.warns(UserWarning, match="not found"):
-        s = trace_command_lackey([str(bins["tiny_plain"])], roi_symbols=("nope", "nada"))
-    assert len(s) == len(whole)
+    # Unknown symbols stop the trace: a whole-program trace is not what was asked for.
+    with pytest.raises(TracingError, match="'nope' not found"):
+        trace_command_lackey([str(bins["tiny_plain"])], roi_symbols=("nope", "roi_end"))
 
 
 @needs_valgrind
 def test_lackey_failures(bins: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(TracingError) as exc:
         trace_command_lackey([str(bins["crash_plain"])])
-    assert "crash_plain" in str(exc.value)
+    assert "crash_plain" in str(exc.value) and "SIGSEGV" in str(exc.value)
+    assert "Process terminating with default action of signal 11" in str(exc.value)
     with pytest.raises(TracingError, match="exit code 4"):
         trace_command_lackey([str(bins["crash_plain"])], env={"CRASH_EXIT": "4"})
 

@@ -41,6 +41,7 @@ rule trace_app:
         runtime=30,
     params:
         source=get_app_source,
+        command_dir=get_command_dir(),
         tracing=config["tracing"],
         cache=config["cache"],
     script:

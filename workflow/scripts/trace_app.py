@@ -10,6 +10,7 @@ with logged_job(snakemake.log[0], "trace_app") as log:
         cache_config=snakemake.params.cache,
         binary=snakemake.input.get("binary"),
         out_path=snakemake.output.trace,
+        command_dir=snakemake.params.command_dir,
         versions=snakemake.input.get("versions"),
         log=log,
     )

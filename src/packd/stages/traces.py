@@ -14,9 +14,8 @@ import pandas as pd
 from packd import __version__
 from packd import tracing as tracer
 from packd.atomic import write_json_atomic, write_text_atomic
-from packd.cache import levels_from_config
-from packd.traces import (
-    llc_trace_from_loads,
+from packd.cache import levels_from_config, llc_trace_from_loads
+from packd.trace_io import (
     parse_load_trace,
     read_trace_parquet,
     summarize_trace,
@@ -41,6 +40,7 @@ def trace_app(
     binary: str | None,
     out_path: str | Path,
     versions: str | Path | None = None,
+    command_dir: str | Path | None = None,
     log: logging.Logger = LOG,
 ) -> None:
     """Trace one app's loads, keep those that reach the LLC, and write the Parquet trace."""
@@ -88,9 +88,14 @@ def trace_app(
         roi = tuple(source["roi"]) if "roi" in source else None
         log.info("tracing command %r with valgrind lackey", source["command"])
         loads = tracer.trace_command_lackey(
-            source["command"], max_loads=max_loads, roi_symbols=roi, env=source.get("env")
+            source["command"],
+            max_loads=max_loads,
+            roi_symbols=roi,
+            env=source.get("env"),
+            cwd=Path(command_dir) if command_dir else None,
         )
     log.info("recorded %d loads (%d distinct pcs)", len(loads.addr), len(np.unique(loads.pc)))
+    metadata.update(loads.metadata)
     levels = levels_from_config(cache_config)
     memory_latency = cache_config.get("memory_latency", 200)
     trace = llc_trace_from_loads(loads.instr_id, loads.pc, loads.addr, levels, memory_latency)
