@@ -1,0 +1,191 @@
+"""ROAST against HashedNet at equal memory, with the dense teacher for reference, on CPU.
+
+Usage: python benchmarks_scripts/bench_hashing.py [--configfile config.yaml] [--batches 1 256 1024]
+For each arch's teacher (config models.*.teacher) compressed to the student's parameter count:
+median process CPU milliseconds per batch of an inference forward (eval, inference mode) and of a
+training step (forward + BCE + backward, no optimizer), and the peak resident memory above the
+resident set before one such step (Linux VmHWM, reset through /proc/self/clear_refs). Each
+(arch, method, batch) runs in its own process with 1 thread, so no allocator state is shared.
+Methods: dense; roast (inference reads the cached virtual weights); roast-nocache (the array is
+touched before every inference batch, so each one gathers the tiles again); hashednet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import yaml
+from tabulate import tabulate
+
+from packd.distill import bce_loss
+from packd.hashing import compress_model
+from packd.models import build_model, count_parameters
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("dense", "roast", "roast-nocache", "hashednet")
+WARMUP_BATCH = 2  # a first call pays torch's one-time set-up; pay it on a tiny batch
+
+
+def resident_kib(field: str) -> int:
+    """A VmRSS / VmHWM line of /proc/self/status, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_extra_mib(step: Callable[[], None]) -> float:
+    """MiB the resident set peaked above its size before one call of `step`."""
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    before = resident_kib("VmRSS")
+    step()
+    return (resident_kib("VmHWM") - before) / 1024
+
+
+def median_cpu_ms(step: Callable[[], None], repeats: int) -> float:
+    """Median process CPU ms of `step` (CPU time: robust to other jobs on a shared machine)."""
+    step()
+    seconds = []
+    for _ in range(repeats):
+        start = time.process_time()
+        step()
+        seconds.append(time.process_time() - start)
+    return statistics.median(seconds) * 1e3
+
+
+def build(arch: str, method: str, sizes: dict) -> torch.nn.Module:
+    """The teacher of `arch`, dense or compressed to the student's parameter count."""
+    torch.manual_seed(0)
+    teacher = build_model(arch, sizes[arch]["teacher"])
+    budget = count_parameters(build_model(arch, sizes[arch]["student"]))
+    kind = method.split("-")[0]
+    return teacher if kind == "dense" else compress_model(teacher, kind, budget, seed=0)
+
+
+def steps(model: torch.nn.Module, method: str, batch: int) -> tuple[Callable, Callable]:
+    """(inference step, training step) on a fixed random batch; each takes a batch size."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.rand((batch, 10, 10), generator=generator)
+    labels = torch.rand((batch, 256), generator=generator) < 0.05
+    array = getattr(model, "roast_array", None)
+
+    def infer(size: int = batch) -> None:
+        model.eval()
+        if method == "roast-nocache":
+            with torch.no_grad():
+                array.weight.add_(0.0)  # a new version of the array: the cached weights are stale
+        with torch.inference_mode():
+            model(inputs[:size])
+
+    def train(size: int = batch) -> None:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        bce_loss(model(inputs[:size]), labels[:size]).backward()
+
+    return infer, train
+
+
+def weight_mib(model: torch.nn.Module) -> float:
+    """MiB of parameters, buffers and ROAST's cached virtual weights."""
+    tensors = [*model.parameters(), *model.buffers()]
+    tensors += [
+        m._cached_weight for m in model.modules() if getattr(m, "_cached_weight", None) is not None
+    ]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors) / 2**20
+
+
+def measure(arch: str, method: str, batch: int, what: str, sizes: dict, repeats: int) -> dict:
+    """Times (what == "time") or memory (what == "memory") of one (arch, method, batch)."""
+    torch.set_num_threads(1)
+    model = build(arch, method, sizes)
+    infer, train = steps(model, method, batch)
+    train(WARMUP_BATCH)
+    infer(WARMUP_BATCH)  # last: ROAST's inference cache is there before the figures
+    trains = method != "roast-nocache"  # training never reads the cache: the same as roast
+    if what == "time":
+        figures = {"infer_ms": median_cpu_ms(infer, repeats)}
+        if trains:
+            figures["train_ms"] = median_cpu_ms(train, repeats)
+        return figures
+    figures = {"params": count_parameters(model), "weights_mib": weight_mib(model)}
+    figures["infer_peak_mib"] = peak_extra_mib(infer)
+    if trains:
+        figures["train_peak_mib"] = peak_extra_mib(train)
+    return figures
+
+
+def run_worker(arguments: list[str], environment: dict | None = None) -> dict:
+    """measure() in a child process (fresh heap, fresh peak), its figures parsed from stdout."""
+    completed = subprocess.run(
+        [sys.executable, __file__, "--worker", *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+    )
+    return json.loads(completed.stdout.splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configfile", type=Path, default=REPO / "config.yaml")
+    parser.add_argument("--archs", nargs="*", default=["lstm", "mixer", "resnet"])
+    parser.add_argument("--batches", nargs="*", type=int, default=[1, 256, 1024])
+    parser.add_argument("--repeats", type=int, default=15, help="timed batches per figure")
+    parser.add_argument("--worker", nargs=4, metavar=("ARCH", "METHOD", "BATCH", "WHAT"))
+    args = parser.parse_args()
+    sizes = yaml.safe_load(args.configfile.read_text())["models"]
+    if args.worker:
+        arch, method, batch, what = args.worker
+        print(json.dumps(measure(arch, method, int(batch), what, sizes, args.repeats)))
+        return
+
+    print(f"torch {torch.__version__}, 1 thread, sizes from {args.configfile}")
+    # Tensors of 64 KiB and more get their own mapping, returned when freed: the resident set
+    # then follows the live tensors instead of what glibc keeps of the warm-up's frees
+    memory_environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
+    rows = []
+    for arch in args.archs:
+        for batch in args.batches:
+            for method in METHODS:
+                common = ["--configfile", str(args.configfile), "--repeats", str(args.repeats)]
+                row = {"arch": arch, "method": method, "batch": batch}
+                row |= run_worker([arch, method, str(batch), "time", *common])
+                row |= run_worker([arch, method, str(batch), "memory", *common], memory_environment)
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    columns = ["arch", "method", "params", "batch", "infer_ms", "train_ms"]
+    columns += ["weights_mib", "infer_peak_mib", "train_peak_mib"]
+    table = [[row.get(column, "") for column in columns] for row in rows]
+    print(tabulate(table, headers=columns, floatfmt=".2f"))
+
+    by_key = {(row["arch"], row["method"], row["batch"]): row for row in rows}
+    ratios = []
+    for arch in args.archs:
+        for batch in args.batches:
+            hashednet, roast = by_key[arch, "hashednet", batch], by_key[arch, "roast", batch]
+            ratios.append(
+                [
+                    arch,
+                    batch,
+                    hashednet["infer_ms"] / roast["infer_ms"],
+                    hashednet["infer_ms"] / by_key[arch, "roast-nocache", batch]["infer_ms"],
+                    hashednet["train_ms"] / roast["train_ms"],
+                ]
+            )
+    print("\nHashedNet time / ROAST time (above 1: ROAST is faster)")
+    headers = ["arch", "batch", "inference", "inference, no cache", "training step"]
+    print(tabulate(ratios, headers=headers, floatfmt=".2f"))
+
+
+if __name__ == "__main__":
+    main()

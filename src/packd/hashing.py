@@ -1,0 +1,435 @@
+"""ROAST and HashedNet: weight matrices read from small hashed arrays instead of stored densely.
+
+ROAST (Desai et al., ICML 2023): every hashed layer of a model reads its weight matrix, tile by
+tile, from contiguous slices of ONE shared parameter array (`RoastArray`). HashedNet (Chen et
+al., 2015), the baseline: each layer owns its own array and every weight is hashed on its own,
+with a random sign. `compress_model` turns any model of the project into either at a memory budget;
+`hashing_header` and `compress_from_header` rebuild it for a checkpoint's state dict.
+
+Virtual weight matrices use PyTorch's (out, in) layout; a Conv2d weight is (out, in * kh * kw).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+KINDS = ("roast", "hashednet")
+DEFAULT_TILE = (32, 32)  # (rows, cols) of one ROAST tile: 4 KiB of float32 read contiguously
+# A Mersenne prime: a coefficient below 2**31 times an index below 2**31 still fits in int64
+HASH_PRIME = 2**31 - 1
+# Containers iterate over their children in forward, so an extra `roast_array` child would run
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def odd_hash_coefficients(count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` random odd int64 coefficients in [1, HASH_PRIME - 2] (odd, as ROAST draws them)."""
+    halves = torch.randint(0, (HASH_PRIME - 1) // 2, (count,), generator=generator)
+    return halves * 2 + 1
+
+
+def dense_init_std(fan_in: int) -> float:
+    """Std of PyTorch's default Linear/Conv2d/LSTM init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    return 1.0 / math.sqrt(3.0 * fan_in)
+
+
+class RoastArray(nn.Module):
+    """The one parameter array every ROAST layer of a model reads its weight tiles from."""
+
+    def __init__(self, size: int, tile: tuple[int, int], seed: int):
+        super().__init__()
+        tile_rows, tile_cols = tile
+        if size <= tile_rows * tile_cols:
+            raise ValueError(
+                f"the ROAST array of {size} slots must exceed one {tile_rows}x{tile_cols} tile; "
+                "raise the budget or use a smaller tile"
+            )
+        self.tile = (tile_rows, tile_cols)
+        generator = torch.Generator().manual_seed(seed)
+        # Std 1: each layer's scale then gives its virtual weights the dense init's distribution
+        uniform = torch.rand(size, generator=generator) * 2 - 1
+        self.weight = nn.Parameter(uniform * math.sqrt(3.0))
+        # a, b, c, d of h(l, i, j) = ((a*i + b*j + c*l + d) mod P) mod (size - tile size)
+        self.register_buffer("hash_coefficients", odd_hash_coefficients(4, generator))
+        self.readers: list[RoastWeight] = []  # a plain list: the readers are not submodules
+        self._divisor: torch.Tensor | None = None
+
+    def tile_offsets(self, layer_index: int, grid: tuple[int, int]) -> torch.Tensor:
+        """Start slot of each tile (i, j) of layer `layer_index`: an int64 tensor of shape grid."""
+        a, b, c, d = self.hash_coefficients.cpu()
+        tile_rows = torch.arange(grid[0], dtype=torch.int64)[:, None]
+        tile_cols = torch.arange(grid[1], dtype=torch.int64)[None, :]
+        hashed = (a * tile_rows + b * tile_cols + c * layer_index + d) % HASH_PRIME
+        tile_size = self.tile[0] * self.tile[1]
+        return (hashed % (self.weight.numel() - tile_size)).to(self.hash_coefficients.device)
+
+    def mark_stale(self) -> None:
+        """Recompute the gradient divisor at the next backward (a reader's offsets changed)."""
+        self._divisor = None
+
+    def grad_divisor(self) -> torch.Tensor:
+        """Per slot, the sum over the virtual weights read from it of their layer's scale**2."""
+        divisor = self._divisor
+        if divisor is None or divisor.device != self.weight.device:
+            divisor = torch.zeros_like(self.weight, requires_grad=False)
+            for reader in self.readers:
+                slots = reader.element_slots()
+                divisor.index_add_(0, slots, divisor.new_full(slots.shape, reader.scale**2))
+            # An unread slot gets no gradient; 1 keeps 0 / 0 out of it
+            divisor[divisor == 0] = 1.0
+            self._divisor = divisor
+        return divisor
+
+
+class _GatherTileRows(torch.autograd.Function):
+    """Rows of `width` contiguous slots starting at `row_starts`, times `scale`.
+
+    Backward adds each row's gradient back onto its slots and divides by the array's gradient
+    divisor (ROAST's gradient scaling), without autograd going through an overlapping view.
+    """
+
+    @staticmethod
+    def forward(ctx, weight, row_starts, width, scale, array):
+        windows = weight.as_strided((weight.numel() - width + 1, width), (1, 1))
+        ctx.save_for_backward(row_starts)
+        ctx.width, ctx.scale, ctx.array = width, scale, array
+        return windows.index_select(0, row_starts).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad_rows):
+        (row_starts,) = ctx.saved_tensors
+        array = ctx.array
+        columns = torch.arange(ctx.width, device=row_starts.device)
+        slots = (row_starts[:, None] + columns).reshape(-1)
+        grad_weight = torch.zeros_like(array.weight)
+        grad_weight.index_add_(0, slots, grad_rows.reshape(-1), alpha=ctx.scale)
+        return grad_weight.div_(array.grad_divisor()), None, None, None, None
+
+
+class RoastWeight(nn.Module):
+    """A (rows x cols) virtual weight matrix: scale * tiles read from a shared RoastArray."""
+
+    def __init__(self, array: RoastArray, layer_index: int, rows: int, cols: int, scale: float):
+        super().__init__()
+        tile_rows, tile_cols = array.tile
+        self.rows, self.cols, self.scale = rows, cols, float(scale)
+        grid = (math.ceil(rows / tile_rows), math.ceil(cols / tile_cols))
+        # Not a submodule: the model owns the array once, so the state dict holds it once
+        object.__setattr__(self, "array", array)
+        self.register_buffer("offsets", array.tile_offsets(layer_index, grid))
+        array.readers.append(self)
+        array.mark_stale()
+        self._offsets_key: tuple | None = None
+        self._row_starts: torch.Tensor | None = None
+        self._cached_weight: torch.Tensor | None = None
+        self._cache_key: tuple | None = None
+
+    def row_starts(self) -> torch.Tensor:
+        """First slot of each tile row, ordered so the gathered rows form the padded matrix."""
+        key = (self.offsets.data_ptr(), self.offsets._version)
+        if key != self._offsets_key:
+            tile_rows, tile_cols = self.array.tile
+            # A normal tensor even when made in inference mode: training saves it for backward
+            with torch.inference_mode(False):
+                within = torch.arange(tile_rows, device=self.offsets.device)[None, :, None]
+                # (tile row i, row r in the tile, tile column j): row i*BK + r of the matrix
+                starts = self.offsets[:, None, :] + within * tile_cols
+                self._row_starts = starts.reshape(-1)
+            if self._offsets_key is not None:
+                self.array.mark_stale()
+            self._offsets_key = key
+        return self._row_starts
+
+    def element_slots(self) -> torch.Tensor:
+        """Slot of every virtual weight, row-major over the (rows, cols) matrix."""
+        tile_cols = self.array.tile[1]
+        columns = torch.arange(tile_cols, device=self.offsets.device)
+        padded = (self.row_starts()[:, None] + columns).reshape(
+            -1, self.offsets.shape[1] * tile_cols
+        )
+        return padded[: self.rows, : self.cols].reshape(-1)
+
+    def _gather(self) -> torch.Tensor:
+        tile_cols = self.array.tile[1]
+        rows = _GatherTileRows.apply(
+            self.array.weight, self.row_starts(), tile_cols, self.scale, self.array
+        )
+        padded = rows.view(-1, self.offsets.shape[1] * tile_cols)
+        return padded[: self.rows, : self.cols]
+
+    def forward(self) -> torch.Tensor:
+        """The virtual weight matrix; without autograd, cached until the array or offsets change."""
+        if torch.is_grad_enabled():
+            self._cached_weight = self._cache_key = None  # training: free the inference copy
+            return self._gather()
+        weight = self.array.weight
+        key = (weight.data_ptr(), weight._version, self.offsets.data_ptr(), self.offsets._version)
+        if key != self._cache_key:
+            # Contiguous: a cropped edge tile would otherwise be copied again by every matmul
+            self._cached_weight, self._cache_key = self._gather().contiguous(), key
+        return self._cached_weight
+
+
+class HashedNetWeight(nn.Module):
+    """A (rows x cols) virtual weight matrix: each entry a sign times a hashed slot of its array."""
+
+    def __init__(self, rows: int, cols: int, size: int, scale: float, seed: int):
+        super().__init__()
+        self.rows, self.cols = rows, cols
+        generator = torch.Generator().manual_seed(seed)
+        # No scale factor in HashedNet: the array itself holds the dense init's distribution
+        uniform = torch.rand(size, generator=generator) * 2 - 1
+        self.weight = nn.Parameter(uniform * scale * math.sqrt(3.0))
+        # slot = ((a*k + b) mod P) mod size, sign = 1 - 2 * (((e*k + f) mod P) mod 2), k flat index
+        self.register_buffer("hash_coefficients", odd_hash_coefficients(4, generator))
+
+    def slots_and_signs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot (int64) and sign (+-1.0) of every virtual weight, row-major, hashed afresh."""
+        a, b, e, f = self.hash_coefficients
+        flat = torch.arange(self.rows * self.cols, device=self.weight.device)
+        slots = (flat * a + b) % HASH_PRIME % self.weight.numel()
+        signs = 1.0 - 2.0 * ((flat * e + f) % HASH_PRIME % 2).to(self.weight.dtype)
+        return slots, signs
+
+    def forward(self) -> torch.Tensor:
+        """The virtual weight matrix, gathered element by element (HashedNet keeps no index)."""
+        slots, signs = self.slots_and_signs()
+        return (self.weight[slots] * signs).view(self.rows, self.cols)
+
+
+class VirtualLinear(nn.Module):
+    """nn.Linear whose weight comes from a RoastWeight or HashedNetWeight; the bias stays dense."""
+
+    def __init__(self, virtual_weight: nn.Module, bias: torch.Tensor | None):
+        super().__init__()
+        self.virtual_weight = virtual_weight
+        self.out_features, self.in_features = virtual_weight.rows, virtual_weight.cols
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs @ weight.T + bias."""
+        return nn.functional.linear(inputs, self.virtual_weight(), self.bias)
+
+
+class VirtualConv2d(nn.Module):
+    """nn.Conv2d (zero padding) whose weight, flattened to (out, in * kh * kw), is hashed."""
+
+    def __init__(self, virtual_weight: nn.Module, conv: nn.Conv2d):
+        super().__init__()
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"padding_mode '{conv.padding_mode}' is not supported; use 'zeros'")
+        self.virtual_weight = virtual_weight
+        self.weight_shape = tuple(conv.weight.shape)
+        self.stride, self.padding = conv.stride, conv.padding
+        self.dilation, self.groups = conv.dilation, conv.groups
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The convolution of nn.Conv2d with the virtual weight."""
+        weight = self.virtual_weight().reshape(self.weight_shape)
+        return nn.functional.conv2d(
+            inputs, weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+
+
+class VirtualLSTM(nn.Module):
+    """nn.LSTM (unidirectional, no projection) whose input and recurrent matrices are hashed.
+
+    Each layer's (4 * hidden, in) input matrix and (4 * hidden, hidden) recurrent matrix hold the
+    four gates (input, forget, cell, output) stacked, as in nn.LSTM; the biases stay dense. The
+    virtual matrices go to torch.lstm, the kernel nn.LSTM itself runs: the same equations, with
+    the step loop in C++ rather than a handful of Python-dispatched ops per gate and step.
+    """
+
+    def __init__(
+        self,
+        lstm: nn.LSTM,
+        input_weights: list[nn.Module],
+        recurrent_weights: list[nn.Module],
+    ):
+        super().__init__()
+        self.input_size, self.hidden_size = lstm.input_size, lstm.hidden_size
+        self.num_layers, self.batch_first = lstm.num_layers, lstm.batch_first
+        self.dropout, self.has_biases = lstm.dropout, lstm.bias
+        self.input_weights = nn.ModuleList(input_weights)
+        self.recurrent_weights = nn.ModuleList(recurrent_weights)
+        for layer in range(self.num_layers if lstm.bias else 0):
+            for kind in ("ih", "hh"):
+                name = f"bias_{kind}_l{layer}"
+                self.register_parameter(name, nn.Parameter(getattr(lstm, name).detach().clone()))
+
+    def forward(
+        self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """(output, (h_n, c_n)) of batched inputs, as nn.LSTM returns them; state defaults to 0."""
+        if inputs.dim() != 3:
+            raise ValueError(f"VirtualLSTM takes batched 3-D inputs, not shape {inputs.shape}")
+        if state is None:
+            batch = inputs.shape[0 if self.batch_first else 1]
+            zeros = inputs.new_zeros(self.num_layers, batch, self.hidden_size)
+            state = (zeros, zeros)
+        flat_weights = []
+        for layer in range(self.num_layers):
+            flat_weights += [self.input_weights[layer](), self.recurrent_weights[layer]()]
+            if self.has_biases:
+                flat_weights += [
+                    getattr(self, f"bias_ih_l{layer}"),
+                    getattr(self, f"bias_hh_l{layer}"),
+                ]
+        output, final_hidden, final_cell = torch.lstm(
+            inputs,
+            state,
+            flat_weights,
+            self.has_biases,
+            self.num_layers,
+            self.dropout,
+            self.training,
+            False,  # bidirectional
+            self.batch_first,
+        )
+        return output, (final_hidden, final_cell)
+
+
+@dataclass(frozen=True)
+class HashingSpec:
+    """What rebuilds a compressed model from its dense architecture: kind, budget, seed, tile."""
+
+    kind: Literal["roast", "hashednet"]
+    budget: int
+    seed: int
+    tile: tuple[int, int] = DEFAULT_TILE
+
+    def header(self) -> dict:
+        """JSON-able form (the tile as a list)."""
+        return {
+            "kind": self.kind,
+            "budget": self.budget,
+            "seed": self.seed,
+            "tile": list(self.tile),
+        }
+
+
+def hashed_matrices(module: nn.Module) -> list[tuple[int, int, float]]:
+    """(rows, cols, dense init std) of each weight matrix of `module` that gets hashed, in order."""
+    if isinstance(module, nn.Linear):
+        return [(module.out_features, module.in_features, dense_init_std(module.in_features))]
+    if isinstance(module, nn.Conv2d):
+        out_channels, fan_in = module.weight.shape[0], module.weight[0].numel()
+        return [(out_channels, fan_in, dense_init_std(fan_in))]
+    if isinstance(module, nn.LSTM):
+        if module.bidirectional or module.proj_size:
+            raise ValueError("only unidirectional LSTMs without projection are hashed")
+        hidden, std = module.hidden_size, dense_init_std(module.hidden_size)
+        matrices = []
+        for layer in range(module.num_layers):
+            layer_input = module.input_size if layer == 0 else hidden
+            matrices += [(4 * hidden, layer_input, std), (4 * hidden, hidden, std)]
+        return matrices
+    return []
+
+
+def _virtual_layer(module: nn.Module, virtual_weights: list[nn.Module]) -> nn.Module:
+    """The Virtual* replacement of a dense layer, reading its weights from `virtual_weights`."""
+    if isinstance(module, nn.Linear):
+        return VirtualLinear(virtual_weights[0], module.bias)
+    if isinstance(module, nn.Conv2d):
+        return VirtualConv2d(virtual_weights[0], module)
+    return VirtualLSTM(module, virtual_weights[0::2], virtual_weights[1::2])
+
+
+def split_budget(total: int, virtual_sizes: list[int]) -> list[int]:
+    """`total` slots split in proportion to `virtual_sizes` (largest remainder), each at least 1."""
+    if total < len(virtual_sizes):
+        raise ValueError(f"{total} slots cannot give each of {len(virtual_sizes)} arrays one")
+    whole = sum(virtual_sizes)
+    shares = [total * size // whole for size in virtual_sizes]
+    by_remainder = sorted(
+        range(len(virtual_sizes)),
+        key=lambda index: (-(total * virtual_sizes[index] % whole), index),
+    )
+    for index in by_remainder[: total - sum(shares)]:
+        shares[index] += 1
+    for index, share in enumerate(shares):
+        if share == 0:
+            shares[max(range(len(shares)), key=shares.__getitem__)] -= 1
+            shares[index] = 1
+    return shares
+
+
+def compress_model(
+    model: nn.Module,
+    kind: Literal["roast", "hashednet"],
+    budget: int,
+    seed: int,
+    tile: tuple[int, int] = DEFAULT_TILE,
+) -> nn.Module:
+    """A copy of `model` whose Linear, Conv2d and LSTM weights are hashed into `budget` parameters.
+
+    `budget` counts every real parameter: the hashed array(s) get what the dense ones (biases,
+    norms, any other layer) leave. The hashed part depends only on (architecture, kind, budget,
+    seed, tile); the dense parameters are copied from `model`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown hashing kind '{kind}'; valid: {list(KINDS)}")
+    if isinstance(model, CONTAINERS):
+        raise ValueError(f"wrap the {type(model).__name__} in a module: it cannot hold the array")
+    if hasattr(model, "hashing_spec") or hasattr(model, "roast_array"):
+        raise ValueError("the model is already hashed (it has a hashing_spec or roast_array)")
+    compressed = copy.deepcopy(model)
+    layers = [
+        (name, module) for name, module in compressed.named_modules() if hashed_matrices(module)
+    ]
+    matrices = [matrix for _, module in layers for matrix in hashed_matrices(module)]
+    hashed_count = sum(rows * cols for rows, cols, _ in matrices)
+    dense_count = sum(parameter.numel() for parameter in compressed.parameters()) - hashed_count
+    array_size = budget - dense_count
+    if array_size < 1:
+        raise ValueError(
+            f"budget {budget} is below the {dense_count} parameters that stay dense "
+            f"(biases, norms) plus at least one hashed slot"
+        )
+    if kind == "roast":
+        array = RoastArray(array_size, tile, seed)
+        virtual_weights = [
+            RoastWeight(array, index, rows, cols, std)
+            for index, (rows, cols, std) in enumerate(matrices)
+        ]
+    else:
+        sizes = split_budget(array_size, [rows * cols for rows, cols, _ in matrices])
+        # Each layer its own deterministic stream: its array values and its hash functions
+        virtual_weights = [
+            HashedNetWeight(rows, cols, size, std, seed=seed * 100_003 + index)
+            for index, ((rows, cols, std), size) in enumerate(zip(matrices, sizes, strict=True))
+        ]
+    start = 0
+    for name, module in layers:
+        count = len(hashed_matrices(module))
+        replacement = _virtual_layer(module, virtual_weights[start : start + count])
+        start += count
+        parent_name, _, child_name = name.rpartition(".")
+        setattr(compressed.get_submodule(parent_name), child_name, replacement)
+    if kind == "roast":
+        compressed.roast_array = array
+    compressed.hashing_spec = HashingSpec(kind, budget, seed, tuple(tile))
+    device = next(model.parameters(), torch.empty(0)).device  # arrays and offsets: made on CPU
+    return compressed.to(device)
+
+
+def hashing_header(model: nn.Module) -> dict:
+    """JSON-able {kind, budget, seed, tile} of a model made by compress_model."""
+    spec = getattr(model, "hashing_spec", None)
+    if not isinstance(spec, HashingSpec):
+        raise ValueError(f"{type(model).__name__} was not made by compress_model")
+    return spec.header()
+
+
+def compress_from_header(model: nn.Module, header: dict) -> nn.Module:
+    """compress_model(model, ...) with a hashing_header's values: ready for load_state_dict."""
+    return compress_model(
+        model, header["kind"], int(header["budget"]), int(header["seed"]), tuple(header["tile"])
+    )

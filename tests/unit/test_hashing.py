@@ -1,0 +1,281 @@
+import io
+import json
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from packd.hashing import (
+    HashedNetWeight,
+    RoastArray,
+    RoastWeight,
+    VirtualLSTM,
+    compress_from_header,
+    compress_model,
+    hashing_header,
+    split_budget,
+)
+from packd.models import build_model, count_parameters
+from tests.conftest import REPO
+
+ARCHS = ("lstm", "mixer", "resnet")
+KINDS = ("roast", "hashednet")
+SMALL_TILE = (4, 8)
+
+
+@pytest.fixture(scope="module")
+def student_sizes() -> dict[str, dict]:
+    models = yaml.safe_load((REPO / "config.yaml").read_text())["models"]
+    return {arch: models[arch]["student"] for arch in ARCHS}
+
+
+def compressed_student(arch: str, kind: str, sizes: dict, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(arch, sizes[arch])
+    return compress_model(model, kind, count_parameters(model) // 2, seed, tile=SMALL_TILE)
+
+
+class Holder(nn.Module):
+    """One layer in a module, as compress_model wants a non-container root."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, inputs):
+        return self.layer(inputs)
+
+
+def dense_layers() -> dict[str, tuple[nn.Module, torch.Tensor, list[torch.Tensor]]]:
+    """Each layer kind: (dense layer, input, its hashed weight matrices in (out, in) layout)."""
+    torch.manual_seed(0)
+    linear = nn.Linear(11, 6)
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, bias=True)
+    lstm = nn.LSTM(5, 3, num_layers=2, batch_first=True)
+    with torch.no_grad():
+        for parameter in lstm.parameters():
+            parameter.normal_()  # large enough that a misplaced weight would show
+    return {
+        "linear": (linear, torch.randn(3, 11), [linear.weight]),
+        "conv": (conv, torch.randn(2, 4, 7, 7), [conv.weight.reshape(6, -1)]),
+        "lstm": (
+            lstm,
+            torch.randn(2, 4, 5),
+            [lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.weight_ih_l1, lstm.weight_hh_l1],
+        ),
+    }
+
+
+def dense_count(layer: nn.Module, matrices: list[torch.Tensor]) -> int:
+    return count_parameters(layer) - sum(matrix.numel() for matrix in matrices)
+
+
+def assert_same_outputs(first, second):
+    if isinstance(first, tuple):  # LSTM: (output, (h_n, c_n))
+        torch.testing.assert_close(first[0], second[0])
+        torch.testing.assert_close(first[1], second[1])
+    else:
+        torch.testing.assert_close(first, second)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_roast_offsets_deterministic_and_within_array(arch, student_sizes):
+    first = compressed_student(arch, "roast", student_sizes, seed=1)
+    again = compressed_student(arch, "roast", student_sizes, seed=1)
+    other = compressed_student(arch, "roast", student_sizes, seed=2)
+    tile_size = SMALL_TILE[0] * SMALL_TILE[1]
+    array_size = first.roast_array.weight.numel()
+    offsets = [reader.offsets for reader in first.roast_array.readers]
+    for mine, theirs in zip(offsets, [r.offsets for r in again.roast_array.readers], strict=True):
+        assert torch.equal(mine, theirs)
+    assert torch.equal(first.roast_array.weight, again.roast_array.weight)
+    assert not all(
+        torch.equal(mine, theirs)
+        for mine, theirs in zip(
+            offsets, [r.offsets for r in other.roast_array.readers], strict=True
+        )
+    )
+    for reader in first.roast_array.readers:
+        assert reader.offsets.min() >= 0 and reader.offsets.max() + tile_size <= array_size
+        slots = reader.element_slots()
+        assert slots.numel() == reader.rows * reader.cols and slots.max() < array_size
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_hashednet_slots_deterministic_and_within_array(arch, student_sizes):
+    first = compressed_student(arch, "hashednet", student_sizes, seed=1)
+    again = compressed_student(arch, "hashednet", student_sizes, seed=1)
+    pairs = zip(
+        [m for m in first.modules() if isinstance(m, HashedNetWeight)],
+        [m for m in again.modules() if isinstance(m, HashedNetWeight)],
+        strict=True,
+    )
+    for mine, theirs in pairs:
+        slots, signs = mine.slots_and_signs()
+        assert torch.equal(slots, theirs.slots_and_signs()[0])
+        assert slots.min() >= 0 and slots.max() < mine.weight.numel()
+        assert set(signs.unique().tolist()) <= {-1.0, 1.0}
+        assert torch.equal(mine.weight, theirs.weight)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_state_dict_round_trip_rebuilds_the_same_model(arch, kind, student_sizes):
+    model = compressed_student(arch, kind, student_sizes, seed=3)
+    with torch.no_grad():  # as if trained: the rebuilt model must take these, not its own init
+        for parameter in model.parameters():
+            parameter.add_(0.01)
+    header = json.loads(json.dumps(hashing_header(model)))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    state_dict = torch.load(buffer, weights_only=True)
+
+    torch.manual_seed(99)  # a different dense init: only the header and state dict may matter
+    rebuilt = compress_from_header(build_model(arch, student_sizes[arch]), header)
+    rebuilt.load_state_dict(state_dict)
+    for name, tensor in rebuilt.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name]), name
+    if kind == "roast":
+        for mine, theirs in zip(
+            model.roast_array.readers, rebuilt.roast_array.readers, strict=True
+        ):
+            assert torch.equal(mine.offsets, theirs.offsets)
+    inputs = torch.rand(3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(inputs), model.eval()(inputs))
+
+
+def place_roast_weights_disjointly(compressed: nn.Module, matrices: list[torch.Tensor]) -> None:
+    """Give every tile of every reader its own slice and write the dense weights there."""
+    array = compressed.roast_array
+    tile_rows, tile_cols = array.tile
+    tile_size = tile_rows * tile_cols
+    start = 0
+    with torch.no_grad():
+        for reader, matrix in zip(array.readers, matrices, strict=True):
+            grid_rows, grid_cols = reader.offsets.shape
+            count = grid_rows * grid_cols
+            offsets = start + torch.arange(count).view(grid_rows, grid_cols) * tile_size
+            reader.offsets.copy_(offsets)
+            padded = torch.zeros(grid_rows * tile_rows, grid_cols * tile_cols)
+            padded[: matrix.shape[0], : matrix.shape[1]] = matrix
+            tiles = padded.view(grid_rows, tile_rows, grid_cols, tile_cols).permute(0, 2, 1, 3)
+            array.weight[start : start + count * tile_size] = tiles.reshape(-1) / reader.scale
+            start += count * tile_size
+
+
+def roast_slots_needed(shapes: list[torch.Size], tile: tuple[int, int]) -> int:
+    """Slots for every tile once, plus one tile (the array must exceed the largest offset)."""
+    tiles = sum(-(-rows // tile[0]) * -(-cols // tile[1]) for rows, cols in shapes)
+    return (tiles + 1) * tile[0] * tile[1]
+
+
+@pytest.mark.parametrize("layer_kind", ["linear", "conv", "lstm"])
+def test_roast_without_sharing_computes_the_dense_layer(layer_kind):
+    dense, inputs, matrices = dense_layers()[layer_kind]
+    tile = (2, 4)  # not dividing the shapes: edge tiles are cropped
+    budget = dense_count(dense, matrices) + roast_slots_needed([m.shape for m in matrices], tile)
+    compressed = compress_model(Holder(dense), "roast", budget, seed=0, tile=tile)
+    place_roast_weights_disjointly(compressed, [matrix.detach() for matrix in matrices])
+    with torch.no_grad():
+        assert_same_outputs(compressed(inputs), dense(inputs))
+
+
+@pytest.mark.parametrize("layer_kind", ["linear", "conv", "lstm"])
+def test_hashednet_identity_hash_computes_the_dense_layer(layer_kind):
+    dense, inputs, matrices = dense_layers()[layer_kind]
+    virtual = sum(matrix.numel() for matrix in matrices)
+    compressed = compress_model(
+        Holder(dense), "hashednet", dense_count(dense, matrices) + virtual, seed=0
+    )
+    layer = compressed.layer
+    if isinstance(layer, VirtualLSTM):  # per layer: input matrix, then recurrent matrix
+        pairs = zip(layer.input_weights, layer.recurrent_weights, strict=True)
+        weights = [weight for pair in pairs for weight in pair]
+    else:
+        weights = [layer.virtual_weight]
+    with torch.no_grad():
+        for weight, matrix in zip(weights, matrices, strict=True):
+            weight.hash_coefficients.copy_(torch.tensor([1, 0, 0, 0]))  # slot = k, sign = +1
+            weight.weight.copy_(matrix.reshape(-1))
+        assert_same_outputs(compressed(inputs), dense(inputs))
+
+
+def test_roast_gradient_scaling_hand_computed():
+    array = RoastArray(8, tile=(1, 2), seed=0)
+    wide = RoastWeight(array, 0, rows=2, cols=2, scale=0.5)
+    narrow = RoastWeight(array, 1, rows=1, cols=2, scale=1.0)
+    with torch.no_grad():
+        wide.offsets.zero_()  # every tile reads slots 0 and 1
+        narrow.offsets.zero_()
+    upstream_wide = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    upstream_narrow = torch.tensor([[5.0, 6.0]])
+    loss = (wide() * upstream_wide).sum() + (narrow() * upstream_narrow).sum()
+    loss.backward()
+    # slot 0: raw 0.5 * (1 + 3) + 1.0 * 5 = 7, divisor 2 * 0.5**2 + 1.0**2 = 1.5
+    # slot 1: raw 0.5 * (2 + 4) + 1.0 * 6 = 9, same divisor; the other slots are unread
+    expected = torch.tensor([7 / 1.5, 9 / 1.5, 0, 0, 0, 0, 0, 0])
+    torch.testing.assert_close(array.weight.grad, expected)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_real_parameter_count_is_the_budget(arch, kind, student_sizes):
+    dense = build_model(arch, student_sizes[arch])
+    for budget in (count_parameters(dense) // 2, count_parameters(dense) // 3):
+        model = compress_model(dense, kind, budget, seed=0, tile=SMALL_TILE)
+        assert count_parameters(model) == budget
+    model(torch.rand(2, 10, 10)).sum().backward()
+    arrays = [m.weight for m in model.modules() if isinstance(m, RoastArray | HashedNetWeight)]
+    assert arrays and all(array.grad is not None for array in arrays)
+    assert all(torch.isfinite(array.grad).all() and array.grad.abs().sum() > 0 for array in arrays)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_budget_below_the_dense_parameters_raises(kind, student_sizes):
+    model = build_model("mixer", student_sizes["mixer"])
+    hashed = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    dense_parameters = count_parameters(model) - hashed
+    with pytest.raises(ValueError, match=f"below the {dense_parameters} parameters"):
+        compress_model(model, kind, dense_parameters, seed=0)
+
+
+def test_inference_cache_follows_the_array(student_sizes):
+    model = compressed_student("mixer", "roast", student_sizes).eval()
+    inputs = torch.rand(4, 10, 10)
+    with torch.inference_mode():
+        before = model(inputs)
+        assert torch.equal(model(inputs), before)
+    model(inputs).sum().backward()  # grad enabled: gathers afresh
+    with torch.no_grad():  # an SGD step: changes the array in place, as optimizers do
+        for parameter in model.parameters():
+            parameter.sub_(0.1 * parameter.grad)
+    with torch.inference_mode():
+        after = model(inputs)
+    fresh = compress_from_header(
+        build_model("mixer", student_sizes["mixer"]), hashing_header(model)
+    )
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(after, fresh.eval()(inputs))
+    assert not torch.allclose(after, before)
+
+
+def test_split_budget_sums_to_the_total_and_gives_every_array_a_slot():
+    shares = split_budget(10, [1, 1000, 3, 500])
+    assert sum(shares) == 10 and min(shares) >= 1
+    assert shares[1] > shares[3] > 0
+    assert split_budget(7, [2, 5]) == [2, 5]
+    with pytest.raises(ValueError, match="one"):
+        split_budget(2, [1, 1, 1])
+
+
+def test_compress_model_rejects_bad_kind_and_containers():
+    with pytest.raises(ValueError, match="unknown hashing kind"):
+        compress_model(Holder(nn.Linear(4, 4)), "lowrank", 100, seed=0)
+    with pytest.raises(ValueError, match="Sequential"):
+        compress_model(nn.Sequential(nn.Linear(4, 4)), "roast", 100, seed=0)
+    with pytest.raises(ValueError, match="not made by compress_model"):
+        hashing_header(nn.Linear(4, 4))
