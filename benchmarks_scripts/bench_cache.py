@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from packd.cache import CHAMPSIM_DEFAULT, simulate_hierarchy
-from packd.traces import parse_load_trace
+from packd.trace_io import parse_load_trace
 
 
 def _best_of(fn, repeats: int) -> float:

@@ -17,21 +17,20 @@ Model (loads only):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import numba
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "CHAMPSIM_DEFAULT",
     "CHAMPSIM_MEMORY_LATENCY",
     "CacheLevel",
-    "filter_to_llc",
+    "llc_trace_from_loads",
     "model_cycles",
-    "reference_hierarchy",
     "simulate_hierarchy",
 ]
 
@@ -177,15 +176,6 @@ def simulate_hierarchy(addresses: np.ndarray, levels: Sequence[CacheLevel]) -> n
     return out
 
 
-def filter_to_llc(
-    addresses: np.ndarray, levels: Sequence[CacheLevel]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (int64) of the accesses that reach the last level, and whether each hit there."""
-    levels = _check_levels(levels)
-    hit = simulate_hierarchy(addresses, levels)
-    return _llc_from_hit_levels(hit, len(levels))
-
-
 def _llc_from_hit_levels(hit: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.flatnonzero(hit >= n_levels - 1).astype(np.int64)
     return idx, hit[idx] == n_levels - 1
@@ -214,32 +204,6 @@ def model_cycles(
     return np.cumsum(step, dtype=np.uint64)
 
 
-def reference_hierarchy(addresses, levels: Sequence[CacheLevel]) -> np.ndarray:
-    """Plain-Python model of :func:`simulate_hierarchy` (OrderedDict LRU per set); for tests."""
-    levels = _check_levels(levels)
-    caches = [[OrderedDict() for _ in range(lv.sets)] for lv in levels]
-    out = np.empty(len(addresses), dtype=np.int8)
-    for i, a in enumerate(addresses):
-        a = int(a) & ((1 << 64) - 1)
-        served = len(levels)
-        for k, lv in enumerate(levels):
-            line = a // lv.line_bytes
-            s = caches[k][line % lv.sets]
-            if line in s:
-                s.move_to_end(line)
-                served = k
-                break
-        for k in range(served):  # fill every level that missed
-            lv = levels[k]
-            line = a // lv.line_bytes
-            s = caches[k][line % lv.sets]
-            if len(s) >= lv.ways:
-                s.popitem(last=False)
-            s[line] = True
-        out[i] = served
-    return out
-
-
 def levels_from_config(cache_config: Mapping[str, Any]) -> list[CacheLevel]:
     """The hierarchy described by a config's `cache` section (sizes in KiB)."""
     line_bytes = cache_config.get("line_bytes", 64)
@@ -253,3 +217,39 @@ def levels_from_config(cache_config: Mapping[str, Any]) -> list[CacheLevel]:
         )
         for level in cache_config["levels"]
     ]
+
+
+def llc_trace_from_loads(
+    instr_id: np.ndarray,
+    pc: np.ndarray,
+    addr: np.ndarray,
+    levels: Sequence[CacheLevel],
+    memory_latency: int,
+) -> pd.DataFrame:
+    """LLC load trace of a program's loads (given in program order).
+
+    Runs the cache hierarchy on all loads, models cycles over all loads with
+    :func:`packd.cache.model_cycles` (a modelled estimate, not a timing simulation), and keeps the
+    accesses that reach the last level, as the 5-column trace frame (``llc_hit`` true when the
+    last level served the access).
+    """
+    instr_id = np.asarray(instr_id)
+    pc = np.asarray(pc)
+    addr = np.asarray(addr)
+    if not (len(instr_id) == len(pc) == len(addr)):
+        raise ValueError(
+            f"instr_id, pc and addr differ in length: {len(instr_id)}, {len(pc)}, {len(addr)}"
+        )
+    levels = tuple(levels)
+    hit = simulate_hierarchy(addr, levels)
+    cycles = model_cycles(hit, levels, memory_latency)
+    idx, llc_hit = _llc_from_hit_levels(hit, len(levels))
+    return pd.DataFrame(
+        {
+            "instr_id": instr_id[idx].astype(np.uint64),
+            "cycle": cycles[idx],
+            "addr": addr[idx].astype(np.uint64),
+            "pc": pc[idx].astype(np.uint64),
+            "llc_hit": llc_hit,
+        }
+    )

@@ -198,25 +198,6 @@ def _bootstrap_summary(observed: float, differences: np.ndarray, cells: int) -> 
     }
 
 
-def paired_bootstrap(
-    cells: Sequence[tuple[np.ndarray, np.ndarray]], n_draws: int = 1000, seed: int = 0
-) -> dict[str, float]:
-    """Mean over cells of F1(a) - F1(b), with a 95% interval from resampling test samples.
-
-    Each cell (an app and arch) holds per-sample counts of models a and b on the same test
-    samples; both are resampled with the same indices, so the interval reflects how much the
-    difference depends on which test samples were drawn. Cells are resampled independently.
-    """
-    rng = np.random.default_rng(seed)
-    differences = np.zeros(n_draws)
-    observed = 0.0
-    for counts_a, counts_b in cells:
-        weights = _bootstrap_weights(rng, len(counts_a), n_draws)
-        differences += _bootstrap_f1(counts_a, weights) - _bootstrap_f1(counts_b, weights)
-        observed += f1_from_counts(counts_a) - f1_from_counts(counts_b)
-    return _bootstrap_summary(observed / len(cells), differences / len(cells), len(cells))
-
-
 SIGNIFICANCE_COMPARISONS = [
     ("packd", "standard_kd"),
     ("packd", "no_kd"),
@@ -333,3 +314,76 @@ def seed_noise_table(
         row["p_value"] = float(2 * stats.t.sf(abs(t_value), degrees))
         rows_out.append(row)
     return pd.DataFrame(rows_out)
+
+
+PREFETCH_COLUMNS = [
+    "app",
+    "arch",
+    "kind",
+    "name",
+    "f1",
+    "accuracy",
+    "coverage",
+    "miss_reduction",
+    "extra_traffic",
+    "issued",
+    "useful",
+    "baseline_misses",
+    "f1_coverage_rho",
+    "f1_ranking_holds",
+]
+# Spearman rho at or above which the models' F1 ranking counts as holding for coverage.
+RANKING_AGREEMENT_RHO = 0.5
+
+
+def _ranking_agreement(f1: pd.Series, coverage: pd.Series) -> tuple[float, str]:
+    """Spearman rho of F1 and coverage over one cell's models, and 'yes', 'no' or 'n/a'."""
+    if len(f1) < 3 or f1.nunique() < 2 or coverage.nunique() < 2:
+        return float("nan"), "n/a"  # fewer than 3 models or a tie everywhere: no ranking
+    rho = float(stats.spearmanr(f1, coverage).statistic)
+    return rho, "yes" if rho >= RANKING_AGREEMENT_RHO else "no"
+
+
+def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataFrame:
+    """Prefetch figures per app and arch: each model's row (with its test F1), then the classic
+    prefetchers' rows of that app, and whether the F1 ranking of the models holds for coverage.
+
+    reports are the prefetch JSONs (app, source: an arch or "classic", name, ratios); metrics
+    the models' metrics JSONs (app, arch, method, f1).
+    """
+    f1_of = {(entry["app"], entry["arch"], entry["method"]): entry["f1"] for entry in metrics}
+    ratios = PREFETCH_COLUMNS[5:12]
+    models = pd.DataFrame(
+        [
+            {
+                "app": report["app"],
+                "arch": report["source"],
+                "kind": "model",
+                "name": report["name"],
+                "f1": f1_of[(report["app"], report["source"], report["name"])],
+                **{column: report[column] for column in ratios},
+            }
+            for report in reports
+            if report["source"] != "classic"
+        ],
+        columns=PREFETCH_COLUMNS[:12],
+    )
+    classic = [report for report in reports if report["source"] == "classic"]
+    cells = []
+    for (app, arch), rows in models.groupby(["app", "arch"], sort=True):
+        rows = rows.sort_values("name", key=lambda names: names.map(method_rank), kind="stable")
+        classic_rows = pd.DataFrame(
+            [
+                {"app": app, "arch": arch, "kind": "classic", "name": report["name"]}
+                | {column: report[column] for column in ratios}
+                for report in classic
+                if report["app"] == app
+            ],
+            columns=PREFETCH_COLUMNS[:12],
+        )
+        rho, holds = _ranking_agreement(rows["f1"], rows["coverage"])
+        cell = pd.concat([rows, classic_rows], ignore_index=True)
+        cells.append(cell.assign(f1_coverage_rho=rho, f1_ranking_holds=holds))
+    if not cells:
+        return pd.DataFrame(columns=PREFETCH_COLUMNS)
+    return pd.concat(cells, ignore_index=True)[PREFETCH_COLUMNS]

@@ -6,11 +6,15 @@ with the simulator's banner lines, which the importer must skip.
 Run from the repository root: python tests/data/make_dpc_fixture.py
 """
 
+import lzma
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from packd.cache import CacheLevel
-from packd.traces import llc_trace_from_loads, write_load_trace_text
+import pandas as pd
+
+from packd.cache import CacheLevel, llc_trace_from_loads
+from packd.trace_io import TRACE_COLUMNS
 from packd.tracing import compile_kernel, trace_kernel
 
 HERE = Path(__file__).parent
@@ -19,6 +23,20 @@ LEVELS = [
     CacheLevel("L2", 16 * 1024, 8, latency=10),
     CacheLevel("LLC", 64 * 1024, 16, latency=20),
 ]
+
+
+def write_load_trace_text(trace: pd.DataFrame, path: Path, banner: Sequence[str] = ()) -> None:
+    """Write a trace in the ML-DPC text format (`.txt` or `.txt.xz`) after any banner lines."""
+    lines = [*banner]
+    lines += [
+        f"{instr_id}, {cycle}, {addr:x}, {pc:x}, {int(hit)}"
+        for instr_id, cycle, addr, pc, hit in trace[list(TRACE_COLUMNS)].itertuples(index=False)
+    ]
+    text = ("\n".join(lines) + "\n").encode()
+    opener = lzma.open if str(path).endswith(".xz") else open
+    with opener(path, "wb") as stream:
+        stream.write(text)
+
 
 with tempfile.TemporaryDirectory() as scratch:
     binary = Path(scratch) / "graphkernels"

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from packd.traces import TRACE_SCHEMA, read_trace_parquet
+from packd.trace_io import TRACE_SCHEMA, read_trace_parquet
 from tests.conftest import copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.e2e

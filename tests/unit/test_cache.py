@@ -1,3 +1,6 @@
+from collections import OrderedDict
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -5,9 +8,9 @@ from packd.cache import (
     CHAMPSIM_DEFAULT,
     CHAMPSIM_MEMORY_LATENCY,
     CacheLevel,
-    filter_to_llc,
+    _check_levels,
+    llc_trace_from_loads,
     model_cycles,
-    reference_hierarchy,
     simulate_hierarchy,
 )
 
@@ -116,12 +119,14 @@ def test_champsim_geometry():
     assert llc.latency < CHAMPSIM_MEMORY_LATENCY
 
 
-def test_filter_to_llc_consistent():
+def test_llc_trace_keeps_the_accesses_that_reach_the_last_level():
     rng = np.random.default_rng(3)
     addresses = _stream("mixed", rng, 5000)
     hit = simulate_hierarchy(addresses, SMALL3)
-    idx, llc_hit = filter_to_llc(addresses, SMALL3)
-    assert idx.dtype == np.int64 and llc_hit.dtype == bool
+    order = np.arange(len(addresses))
+    trace = llc_trace_from_loads(order, order, addresses, SMALL3, 100)
+    idx, llc_hit = trace["instr_id"].to_numpy().astype(np.int64), trace["llc_hit"].to_numpy()
+    assert llc_hit.dtype == bool
     np.testing.assert_array_equal(idx, np.flatnonzero(hit >= 2))
     np.testing.assert_array_equal(llc_hit, hit[idx] == 2)
     assert llc_hit.any() and not llc_hit.all()
@@ -167,3 +172,29 @@ def test_empty_hierarchy_and_input():
         simulate_hierarchy(np.array([0]), [])
     assert simulate_hierarchy(np.array([], dtype=np.uint64), TINY).shape == (0,)
     assert model_cycles(np.array([], dtype=np.int8), TINY, 10).shape == (0,)
+
+
+def reference_hierarchy(addresses, levels: Sequence[CacheLevel]) -> np.ndarray:
+    """Plain-Python model of :func:`simulate_hierarchy` (OrderedDict LRU per set)."""
+    levels = _check_levels(levels)
+    caches = [[OrderedDict() for _ in range(lv.sets)] for lv in levels]
+    out = np.empty(len(addresses), dtype=np.int8)
+    for i, a in enumerate(addresses):
+        a = int(a) & ((1 << 64) - 1)
+        served = len(levels)
+        for k, lv in enumerate(levels):
+            line = a // lv.line_bytes
+            s = caches[k][line % lv.sets]
+            if line in s:
+                s.move_to_end(line)
+                served = k
+                break
+        for k in range(served):  # fill every level that missed
+            lv = levels[k]
+            line = a // lv.line_bytes
+            s = caches[k][line % lv.sets]
+            if len(s) >= lv.ways:
+                s.popitem(last=False)
+            s[line] = True
+        out[i] = served
+    return out

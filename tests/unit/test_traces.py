@@ -6,14 +6,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from packd import traces
-from packd.cache import CacheLevel, model_cycles, simulate_hierarchy
-from packd.traces import (
+from packd import trace_io
+from packd.cache import CacheLevel, llc_trace_from_loads, model_cycles, simulate_hierarchy
+from packd.trace_io import (
     TRACE_COLUMNS,
     TRACE_SCHEMA,
     TraceFileNotFoundError,
     TraceFormatError,
-    llc_trace_from_loads,
     parse_load_trace,
     read_trace_parquet,
     summarize_trace,
@@ -190,7 +189,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         where.write(b"PAR1 partial garbage")
         raise OSError("disk full")
 
-    monkeypatch.setattr(traces.pq, "write_table", broken_write)
+    monkeypatch.setattr(trace_io.pq, "write_table", broken_write)
     with pytest.raises(OSError, match="disk full"):
         write_trace_parquet(_frame(), p, {"source": "new"})
     assert os.listdir(tmp_path) == ["t.parquet"]

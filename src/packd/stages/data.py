@@ -25,7 +25,7 @@ from packd.dataset import (
     subsample_split,
 )
 from packd.plots import plot_cluster_sizes
-from packd.traces import read_trace_parquet
+from packd.trace_io import read_trace_parquet
 
 LOG = logging.getLogger("packd")
 

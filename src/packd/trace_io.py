@@ -12,7 +12,7 @@ import errno
 import json
 import lzma
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numba
@@ -22,14 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from packd.atomic import atomic_path
-from packd.cache import CacheLevel, _llc_from_hit_levels, model_cycles, simulate_hierarchy
 
 __all__ = [
     "TRACE_COLUMNS",
     "TRACE_SCHEMA",
     "TraceFileNotFoundError",
     "TraceFormatError",
-    "llc_trace_from_loads",
     "parse_load_trace",
     "read_trace_parquet",
     "summarize_trace",
@@ -364,42 +362,6 @@ def read_trace_parquet(path: Path) -> tuple[pd.DataFrame, dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def llc_trace_from_loads(
-    instr_id: np.ndarray,
-    pc: np.ndarray,
-    addr: np.ndarray,
-    levels: Sequence[CacheLevel],
-    memory_latency: int,
-) -> pd.DataFrame:
-    """LLC load trace of a program's loads (given in program order).
-
-    Runs the cache hierarchy on all loads, models cycles over all loads with
-    :func:`packd.cache.model_cycles` (a modelled estimate, not a timing simulation), and keeps the
-    accesses that reach the last level, as the 5-column trace frame (``llc_hit`` true when the
-    last level served the access).
-    """
-    instr_id = np.asarray(instr_id)
-    pc = np.asarray(pc)
-    addr = np.asarray(addr)
-    if not (len(instr_id) == len(pc) == len(addr)):
-        raise ValueError(
-            f"instr_id, pc and addr differ in length: {len(instr_id)}, {len(pc)}, {len(addr)}"
-        )
-    levels = tuple(levels)
-    hit = simulate_hierarchy(addr, levels)
-    cycles = model_cycles(hit, levels, memory_latency)
-    idx, llc_hit = _llc_from_hit_levels(hit, len(levels))
-    return pd.DataFrame(
-        {
-            "instr_id": instr_id[idx].astype(np.uint64),
-            "cycle": cycles[idx],
-            "addr": addr[idx].astype(np.uint64),
-            "pc": pc[idx].astype(np.uint64),
-            "llc_hit": llc_hit,
-        }
-    )
-
-
 def summarize_trace(trace: pd.DataFrame) -> dict:
     """Counts of a trace frame: accesses, LLC misses and miss rate, distinct PCs / 4 KiB pages /
     64-byte lines, and the instr_id range (``instr_id_min``, ``instr_id_max``, ``instr_id_span``
@@ -421,16 +383,3 @@ def summarize_trace(trace: pd.DataFrame) -> dict:
         "instr_id_max": hi,
         "instr_id_span": hi - lo if n else None,
     }
-
-
-def write_load_trace_text(trace: pd.DataFrame, path: Path, banner: Sequence[str] = ()) -> None:
-    """Write a trace in the ML-DPC text format (`.txt` or `.txt.xz`) after any banner lines."""
-    lines = [*banner]
-    lines += [
-        f"{instr_id}, {cycle}, {addr:x}, {pc:x}, {int(hit)}"
-        for instr_id, cycle, addr, pc, hit in trace[list(TRACE_COLUMNS)].itertuples(index=False)
-    ]
-    text = ("\n".join(lines) + "\n").encode()
-    opener = lzma.open if str(path).endswith(".xz") else open
-    with opener(path, "wb") as stream:
-        stream.write(text)
