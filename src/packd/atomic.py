@@ -6,6 +6,7 @@ Snakemake (and a user) can trust every output that exists.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -26,7 +27,12 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    prefix = f".{path.name}.tmp-"
+    # A write cut off by SIGKILL leaves its temporary file behind; the next write of the same
+    # path (one job writes it at a time) removes it.
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*"):
+        stale.unlink(missing_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     os.close(handle)
     temporary = Path(name)
     try:
