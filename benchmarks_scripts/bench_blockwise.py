@@ -1,0 +1,126 @@
+"""Wall time of the blockwise block stage: the distill_block jobs of one (app, arch) with --cores 1
+against --cores 2, and the sequential baseline rule (every block in one job).
+
+The teacher and its block activations are built first and not timed; each timed run then removes
+the block checkpoints and makes only them again. Prints Snakemake's wall time and the jobs' own
+seconds (from benchmarks/blockwise/). Runs in a scratch copy of the workflow, or in --workdir.
+Usage: python benchmarks_scripts/bench_blockwise.py [--configfile tests/configs/tiny.yaml]
+       [--app dpc] [--arch resnet] [--block-epochs 10] [--repeats 1] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from packd.stages.blockwise import block_count, blockwise_settings
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_PARTS = ("Snakefile", "config.yaml", "config", "envs", "workflow", "profiles", "tests")
+INCLUDE = 'include: "workflow/rules/blockwise.smk"'
+BENCH_CONFIG = "bench_blockwise.yaml"
+
+
+def copy_workflow(workdir: Path) -> None:
+    """The workflow's files in workdir, with the blockwise rules included."""
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, workdir / part, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, workdir / part)
+    snakefile = workdir / "Snakefile"
+    if INCLUDE not in snakefile.read_text():
+        students = 'include: "workflow/rules/students.smk"\n'
+        snakefile.write_text(snakefile.read_text().replace(students, students + INCLUDE + "\n"))
+
+
+def write_bench_config(workdir: Path, configfile: str, block_epochs: int | None) -> dict:
+    """The config, with the block epochs replaced when given, as workdir/BENCH_CONFIG."""
+    config = yaml.safe_load((workdir / configfile).read_text())
+    if block_epochs is not None:
+        config.setdefault("blockwise", {}).setdefault("block", {})["epochs"] = block_epochs
+    (workdir / BENCH_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+def snakemake(workdir: Path, targets: list[str], cores: int) -> float:
+    """Seconds for Snakemake to make targets (mtime triggers only: code edits force nothing)."""
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable, "-m", "snakemake", *targets, "--cores", str(cores),
+            "--configfile", BENCH_CONFIG, "--rerun-triggers", "mtime", "--quiet",
+        ],
+        cwd=workdir,
+        check=True,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def job_seconds(workdir: Path, names: list[str]) -> float:
+    """Sum of the jobs' own seconds in their Snakemake benchmark files."""
+    return sum(pd.read_csv(workdir / name, sep="\t")["s"].iloc[0] for name in names)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--configfile", default="tests/configs/tiny.yaml")
+    parser.add_argument("--app", default="dpc")
+    parser.add_argument("--arch", default="resnet")
+    parser.add_argument("--block-epochs", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None, help="a workflow copy to run in")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="packd-bench-blockwise-") as scratch:
+        workdir = arguments.workdir or Path(scratch)
+        if arguments.workdir is None:
+            copy_workflow(workdir)
+        config = write_bench_config(workdir, arguments.configfile, arguments.block_epochs)
+        settings = blockwise_settings(config.get("blockwise"))
+        app, arch = arguments.app, arguments.arch
+        blocks = block_count(
+            arch, config["models"][arch]["teacher"], settings["layers_per_block"][arch]
+        )
+        seed = (config.get("seeds") or [config["seed"]])[0]
+        folder = f"results/blockwise/seed{seed}/{app}/{arch}"
+        block_files = [f"{folder}/block{index}.pt" for index in range(blocks)]
+        snakemake(workdir, [f"{folder}/activations"], cores=2)  # the teacher and its activations
+
+        rows = []
+        for repeat in range(arguments.repeats):
+            for cores in (1, 2):
+                for name in block_files:
+                    (workdir / name).unlink(missing_ok=True)
+                wall = snakemake(workdir, block_files, cores)
+                benchmarks = [
+                    f"benchmarks/blockwise/seed{seed}/{app}/{arch}/block{i}.tsv"
+                    for i in range(blocks)
+                ]
+                rows.append(
+                    ("parallel block jobs", cores, repeat, wall, job_seconds(workdir, benchmarks))
+                )
+            shutil.rmtree(workdir / folder / "sequential", ignore_errors=True)
+            wall = snakemake(workdir, [f"{folder}/sequential"], cores=1)
+            benchmark = [f"benchmarks/blockwise/seed{seed}/{app}/{arch}/sequential.tsv"]
+            rows.append(
+                ("sequential baseline job", 1, repeat, wall, job_seconds(workdir, benchmark))
+            )
+        table = pd.DataFrame(rows, columns=["stage", "cores", "repeat", "wall_s", "job_s_sum"])
+        print(
+            f"{app}/{arch}: {blocks} blocks, {settings['block']['epochs']} epochs each, "
+            f"at most {settings['max_samples']['train']} training samples"
+        )
+        print(table.to_string(index=False, float_format=lambda seconds: f"{seconds:.2f}"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Blockwise distillation in the workflow: block jobs are independent in Snakemake's own DAG, and
+the assembled student of a real tiny run loads from its checkpoint."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import networkx as nx
+import pytest
+import yaml
+
+from packd.checkpoint import model_from_checkpoint
+from packd.methods import names_in_folder
+from packd.models import count_parameters
+from packd.stages.blockwise import block_count, blockwise_settings
+from tests.conftest import copy_workflow, run_snakemake
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = "tests/configs/tiny.yaml"
+INCLUDE = 'include: "workflow/rules/blockwise.smk"'
+DOT_NODE = re.compile(r'^\s*(\d+)\[label = "([^"\\]+)')
+DOT_EDGE = re.compile(r"^\s*(\d+) -> (\d+)")
+
+
+def blockwise_workflow(destination: Path) -> Path:
+    """A copy of the workflow that includes the blockwise rules (after the students')."""
+    workdir = copy_workflow(destination)
+    snakefile = workdir / "Snakefile"
+    text = snakefile.read_text()
+    if INCLUDE not in text:
+        students = 'include: "workflow/rules/students.smk"\n'
+        snakefile.write_text(text.replace(students, students + INCLUDE + "\n"))
+    return workdir
+
+
+def job_graph(dot: str) -> nx.DiGraph:
+    """Snakemake's --dag output: job ids with their rule, edges pointing downstream."""
+    graph = nx.DiGraph()
+    for line in dot.splitlines():
+        if node := DOT_NODE.match(line):
+            graph.add_node(int(node[1]), rule=node[2])
+        elif edge := DOT_EDGE.match(line):
+            graph.add_edge(int(edge[1]), int(edge[2]))
+    return graph
+
+
+def jobs_of(graph: nx.DiGraph, rule: str) -> list[int]:
+    return [job for job, data in graph.nodes(data=True) if data["rule"] == rule]
+
+
+def upstream_rules(graph: nx.DiGraph, job: int) -> Counter:
+    return Counter(graph.nodes[parent]["rule"] for parent in graph.predecessors(job))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return blockwise_workflow(tmp_path_factory.mktemp("blockwise-dag"))
+
+
+@pytest.fixture(scope="module")
+def dag(workdir: Path) -> nx.DiGraph:
+    completed = run_snakemake(workdir, "-n", "--forceall", "--dag", "--configfile", CONFIG)
+    graph = job_graph(completed.stdout)
+    assert jobs_of(graph, "distill_block"), "no block job in the DAG"
+    return graph
+
+
+def test_block_jobs_need_only_the_teacher_and_its_activations(dag: nx.DiGraph) -> None:
+    for job in jobs_of(dag, "distill_block"):
+        assert upstream_rules(dag, job) == {"teacher_block_activations": 1, "train_full_teacher": 1}
+        (activations,) = [
+            p for p in dag.predecessors(job) if p in jobs_of(dag, "teacher_block_activations")
+        ]
+        # The activations come from the same teacher the block job reads.
+        assert set(dag.predecessors(activations)) & set(dag.predecessors(job))
+
+
+def test_no_block_job_is_upstream_of_another(dag: nx.DiGraph) -> None:
+    blocks = set(jobs_of(dag, "distill_block"))
+    for job in blocks:
+        assert not nx.ancestors(dag, job) & blocks
+        assert not nx.descendants(dag, job) & blocks
+
+
+def test_each_student_assembles_all_blocks_of_one_teacher(workdir: Path, dag: nx.DiGraph) -> None:
+    config = yaml.safe_load((workdir / CONFIG).read_text())
+    settings = blockwise_settings(config.get("blockwise"))
+    expected = Counter(
+        block_count(arch, config["models"][arch]["teacher"], settings["layers_per_block"][arch])
+        for _ in config["apps"]
+        for arch in config["archs"]
+        for _ in names_in_folder("blockwise")
+    )
+    assembled = Counter()
+    for job in jobs_of(dag, "assemble_blockwise"):
+        blocks = [p for p in dag.predecessors(job) if dag.nodes[p]["rule"] == "distill_block"]
+        activations = {
+            parent
+            for block in blocks
+            for parent in dag.predecessors(block)
+            if dag.nodes[parent]["rule"] == "teacher_block_activations"
+        }
+        assert len(activations) == 1, "a student mixes blocks of two teachers"
+        assembled[len(blocks)] += 1
+    assert assembled == expected
+    assert max(assembled) >= 2, "no arch is cut into two blocks or more: nothing runs in parallel"
+    # Blocks are shared: both methods of an (app, arch) assemble the same block jobs.
+    assert len(jobs_of(dag, "distill_block")) * len(names_in_folder("blockwise")) == sum(
+        count * blocks for blocks, count in assembled.items()
+    )
+
+
+def test_sequential_baseline_is_not_in_the_default_target(dag: nx.DiGraph) -> None:
+    assert not jobs_of(dag, "distill_blocks_sequentially")
+
+
+def test_assembled_student_loads_from_its_checkpoint(workdir: Path) -> None:
+    config = yaml.safe_load((workdir / CONFIG).read_text())
+    seed = (config.get("seeds") or [config["seed"]])[0]
+    target = f"results/blockwise/seed{seed}/dpc/resnet/blockwise_packd.pt"
+    run_snakemake(workdir, target, "--cores", "2", "--configfile", CONFIG)
+    student, header = model_from_checkpoint(workdir / target)
+    assert header["builder"] == "blockwise" and header["method"] == "blockwise_packd"
+    teacher, _ = model_from_checkpoint(workdir / f"results/teachers/seed{seed}/dpc/resnet/all.pt")
+    assert header["params"] == count_parameters(student) < count_parameters(teacher)
+    assert (workdir / f"logs/blockwise/seed{seed}/dpc/resnet/block1.log").read_text()
