@@ -30,7 +30,7 @@ from packd.prefetch import (
     prefetches_from_scores,
     replay_llc,
 )
-from packd.traces import read_trace_parquet
+from packd.trace_io import read_trace_parquet
 
 LLC = CHAMPSIM_DEFAULT[-1]
 

@@ -30,14 +30,18 @@ from packd.cache import CacheLevel
 
 __all__ = [
     "BEST_OFFSET_OFFSETS",
+    "CLASSIC_PREFETCHERS",
     "DEFAULT_DEGREE",
+    "DEFAULT_DISTANCE",
     "PrefetchReport",
     "Prefetches",
     "ReplayCounts",
     "best_offset_prefetches",
     "bit_deltas",
+    "classic_prefetches",
     "evaluate_prefetches",
     "ip_stride_prefetches",
+    "limit_per_load",
     "llc_hit_flags",
     "next_line_prefetches",
     "prefetches_from_scores",
@@ -47,6 +51,10 @@ __all__ = [
 ]
 
 DEFAULT_DEGREE = 2  # the competition's limit of prefetches per load
+# A prefetch fills its line this many LLC accesses after the load that issued it: a DRAM fill
+# (about 200 cycles) outlasts a few LLC accesses of a memory-bound loop, and 1 would count a
+# prefetch for the very next access as timely. The workflow's replays use it.
+DEFAULT_DISTANCE = 4
 
 
 def _five_smooth_numbers(limit: int) -> np.ndarray:
@@ -628,3 +636,47 @@ def best_offset_prefetches(
     )
     issuing = np.asarray(instr_ids).astype(np.uint64)[out_access[:count]]
     return _from_lines(issuing, out_line[:count], line_bytes)
+
+
+#: The classic prefetchers the workflow compares the models with, by name.
+CLASSIC_PREFETCHERS = ("next_line", "ip_stride", "best_offset")
+
+
+def classic_prefetches(
+    name: str,
+    instr_ids: np.ndarray,
+    block_addresses: np.ndarray,
+    pcs: np.ndarray,
+    degree: int = DEFAULT_DEGREE,
+    line_bytes: int = 64,
+    distance: int = 1,
+) -> Prefetches:
+    """One classic prefetcher's prefetches on a stream, by its name in CLASSIC_PREFETCHERS.
+
+    All run at the same degree; `distance` is the replay's, which best-offset learns for.
+    """
+    if name == "next_line":
+        return next_line_prefetches(instr_ids, block_addresses, degree, line_bytes)
+    if name == "ip_stride":
+        return ip_stride_prefetches(instr_ids, block_addresses, pcs, degree, line_bytes)
+    if name == "best_offset":
+        return best_offset_prefetches(instr_ids, block_addresses, degree, line_bytes, distance)
+    raise ValueError(f"unknown prefetcher {name!r}; known: {', '.join(CLASSIC_PREFETCHERS)}")
+
+
+def limit_per_load(prefetches: Prefetches, degree: int = DEFAULT_DEGREE) -> Prefetches:
+    """The first `degree` prefetches of each instr_id (in instr_id order), as the file allows.
+
+    Two LLC accesses can share an instr_id (one instruction, two loads); their prefetches then
+    count against one load's limit, so the later ones are dropped.
+    """
+    _check_degree(degree)
+    instr_ids = prefetches.instr_ids
+    if instr_ids.size and (instr_ids[1:] < instr_ids[:-1]).any():
+        raise ValueError("prefetches must be in non-decreasing instr_id order")
+    if instr_ids.size == 0:
+        return prefetches
+    new_load = np.r_[True, instr_ids[1:] != instr_ids[:-1]]
+    first_of_load = np.flatnonzero(new_load)[np.cumsum(new_load) - 1]
+    keep = np.arange(instr_ids.size) - first_of_load < degree
+    return Prefetches(instr_ids[keep], prefetches.addresses[keep])

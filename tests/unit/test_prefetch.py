@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from packd.cache import CacheLevel, simulate_hierarchy
+from packd.cache import CacheLevel, llc_trace_from_loads, simulate_hierarchy
 from packd.dataset import delta_bitmap_labels
 from packd.prefetch import (
     BEST_OFFSET_OFFSETS,
@@ -17,7 +17,6 @@ from packd.prefetch import (
     replay_llc,
     write_prefetch_file,
 )
-from packd.traces import llc_trace_from_loads
 
 # 16 sets x 4 ways = 64 lines: every synthetic stream below touches far more lines than that.
 LLC = CacheLevel("LLC", 16 * 4 * 64, 4, latency=20)
