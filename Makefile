@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 
-.PHONY: demo test setup system-packages sweeps report
+.PHONY: demo test setup system-packages sweeps frontier report results-doc
 
 demo: setup
 	$(SNAKEMAKE) --cores $(CORES)
@@ -18,6 +18,14 @@ test: setup
 
 sweeps: setup
 	$(SNAKEMAKE) --cores $(CORES) sweeps
+
+frontier: setup
+	$(SNAKEMAKE) --cores $(CORES) frontier
+
+# docs/results.md is the results_doc rule's page of the default run: no number typed by hand.
+results-doc: setup
+	$(SNAKEMAKE) --cores $(CORES) results/results.md
+	cp results/results.md docs/results.md
 
 report: setup
 	$(SNAKEMAKE) --report results/report.html

@@ -1,0 +1,22 @@
+"""The results document, written from the run's tables and job records."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from packd.atomic import write_text_atomic
+from packd.joblog import logged_job
+from packd.results_doc import job_seconds, render_results, run_wall_seconds
+
+with logged_job(snakemake.log[0], "results_doc"):
+    tables = {name: pd.read_csv(path) for name, path in snakemake.input.items()}
+    own = Path(snakemake.log[0]).resolve()
+    logs = [path for path in Path("logs").rglob("*.log") if path.resolve() != own]
+    benchmarks = list(Path("benchmarks").rglob("*.tsv"))
+    document = render_results(
+        snakemake.params.config_name,
+        tables,
+        run_wall_seconds(logs, benchmarks),
+        job_seconds(benchmarks),
+    )
+    write_text_atomic(snakemake.output.doc, document)
