@@ -19,8 +19,10 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/students.smk"
+include: "workflow/rules/blockwise.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/prefetch.smk"
 
 
 rule all:

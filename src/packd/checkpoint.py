@@ -40,13 +40,30 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return stored["header"], stored["state_dict"]
 
 
+def rebuild_network(header: Mapping) -> nn.Module:
+    """An untrained network of the header's shape: header["builder"] names how it was built
+    (a plain model of the arch when absent)."""
+    builder = header.get("builder", "model")
+    if builder == "blockwise":
+        from packd.blockwise import build_blockwise_student
+
+        return build_blockwise_student(header["arch"], **header["size"])
+    if builder == "hashed":
+        from packd.hashing import compress_from_header
+
+        return compress_from_header(build_model(header["arch"], header["size"]), header["hashing"])
+    if builder != "model":
+        raise ValueError(f"unknown network builder {builder!r} in a checkpoint header")
+    return build_model(header["arch"], header["size"])
+
+
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module | None, dict]:
     """(model in eval mode, header), rebuilt from header["arch"] and header["size"]; the model
     is None for an empty checkpoint."""
     header, state_dict = load_checkpoint(path)
     if header.get("empty"):
         return None, header
-    model = build_model(header["arch"], header["size"])
+    model = rebuild_network(header)
     model.load_state_dict(state_dict)
     return model.eval(), header
 

@@ -285,5 +285,14 @@ def check_config(config: Mapping[str, Any], base_dir: Path | None = None) -> Non
     for name, source in config["apps"].items():
         if "import" in source and not (base_dir / source["import"]).is_file():
             raise ConfigError(f"apps.{name}.import: no such file: {source['import']}")
+    from packd.methods import METHODS
+
+    unknown = [name for name in config.get("methods") or [] if name not in METHODS]
+    if unknown:
+        raise ConfigError(
+            f"methods: unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}"
+        )
+    if config.get("methods") and "teacher" not in config["methods"]:
+        raise ConfigError("methods: must include teacher (the ceiling every table compares to)")
     if config["cluster"]["k"] < 1:
         raise ConfigError("cluster.k must be at least 1")

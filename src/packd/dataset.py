@@ -86,9 +86,11 @@ def build_split_arrays(
 ) -> dict[str, np.ndarray]:
     """Inputs, labels and side features for ONE contiguous trace segment (split first: no leakage).
 
-    Keeps accesses with a full history inside the segment and at least one in-range future delta;
-    near the segment end the look-forward window is cut at the segment end, so labels never see
-    another split. Keys: inputs, labels, block_addresses, pcs, deltas, instr_id.
+    Keeps accesses with a full history and a full look-forward window inside the segment, and at
+    least one in-range future delta. An access within look_forward of the segment's end is
+    dropped: its window would be cut short (fewer label bits), which would bias a threshold chosen
+    on such samples, and extending it would let labels see another split. Keys: inputs, labels,
+    block_addresses, pcs, deltas, instr_id.
     """
     block_addresses = trace_block_addresses(trace)
     pcs = trace["pc"].to_numpy().astype(np.uint64)
@@ -106,7 +108,10 @@ def build_split_arrays(
     inputs = segment_addresses(block_addresses, history, chunks, chunk_bits)
     labels = delta_bitmap_labels(block_addresses, look_forward, delta_bound)[history - 1 :]
     address_windows = _history_windows(block_addresses, history)
-    keep = labels.any(axis=1)
+    complete_window = np.arange(history - 1, block_addresses.size) + look_forward < len(
+        block_addresses
+    )
+    keep = labels.any(axis=1) & complete_window
     return {
         "inputs": inputs[keep],
         "labels": labels[keep],

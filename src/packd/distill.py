@@ -30,17 +30,20 @@ def kd_loss(
     labels: torch.Tensor,
     alpha: float,
     temperature: float,
+    scale_soft_by_t2: bool = True,
 ) -> torch.Tensor:
-    """alpha * BCE(student, labels) + (1 - alpha) * mean Bernoulli KL(teacher || student) at T.
+    """alpha * BCE(student, labels) + (1 - alpha) * s * mean Bernoulli KL(teacher || student) at T.
 
-    The KL term is not multiplied by T**2 (the method note does not; with T=1 for PaCKD it makes
-    no difference, and for standard KD alpha already sets the balance).
+    s = T**2 (Hinton et al.): the soft term's gradient shrinks as 1/T**2, and the factor keeps
+    its weight against the hard term the same at every T, so that a comparison at two
+    temperatures changes the temperature only. s = 1 is the authors' unscaled form.
     """
     student_logits = student_logits.float()
     teacher_logits = teacher_logits.float()
     hard = bce_loss(student_logits, labels)
     soft = bernoulli_kl(teacher_logits / temperature, student_logits / temperature).mean()
-    return alpha * hard + (1 - alpha) * soft
+    scale = temperature**2 if scale_soft_by_t2 else 1.0
+    return alpha * hard + (1 - alpha) * scale * soft
 
 
 @torch.inference_mode()

@@ -361,6 +361,15 @@ def split_budget(total: int, virtual_sizes: list[int]) -> list[int]:
     return shares
 
 
+def fitting_tile(array_size: int, tile: tuple[int, int]) -> tuple[int, int]:
+    """The tile, halved on both sides until at least 8 tiles fit the array: a budget as small as
+    a tiny student's would otherwise leave no room to place a single tile."""
+    rows, cols = tile
+    while rows * cols * 8 > array_size and rows * cols > 1:
+        rows, cols = max(1, rows // 2), max(1, cols // 2)
+    return rows, cols
+
+
 def compress_model(
     model: nn.Module,
     kind: Literal["roast", "hashednet"],
@@ -394,6 +403,7 @@ def compress_model(
             f"(biases, norms) plus at least one hashed slot"
         )
     if kind == "roast":
+        tile = fitting_tile(array_size, tile)
         array = RoastArray(array_size, tile, seed)
         virtual_weights = [
             RoastWeight(array, index, rows, cols, std)

@@ -32,6 +32,7 @@ class Method:
     differs_from_packd: str  # the one difference, for captions
     soft_targets: SoftTargets = None
     kd_settings: str | None = None  # the key under config["kd"] with its alpha and temperature
+    folder: str = "students"  # results/<folder>/{app}/{arch}/{name}.pt holds its checkpoint
 
     @property
     def loss(self) -> str:
@@ -49,6 +50,7 @@ METHODS: dict[str, Method] = {
             "teacher",
             "teacher",
             "the large network itself, trained on labels: the ceiling",
+            folder="teachers",
         ),
         Method(
             "packd_teachers",
@@ -57,6 +59,7 @@ METHODS: dict[str, Method] = {
             "routed_teachers",
             "teacher",
             "one large teacher per cluster, each sample scored by its cluster's teacher",
+            folder="teachers",
         ),
         Method(
             "packd",
@@ -74,9 +77,19 @@ METHODS: dict[str, Method] = {
             "#1f77b4",
             "student",
             "student",
-            "one whole-app teacher for every sample",
+            "one whole-app teacher for every sample (PaCKD's alpha and T)",
             "whole_app_teacher",
-            "standard_kd",
+            "packd",
+        ),
+        Method(
+            "standard_kd_t5",
+            "standard KD, authors' T",
+            "#17becf",
+            "student",
+            "student",
+            "one whole-app teacher at the authors' alpha and T (a labelled extra: two differences)",
+            "whole_app_teacher",
+            "authors",
         ),
         Method(
             "no_kd",
@@ -86,6 +99,71 @@ METHODS: dict[str, Method] = {
             "student",
             "no teacher: trained on labels only",
         ),
+        Method(
+            "frequency",
+            "bit frequency",
+            "#bcbd22",
+            "baseline",
+            "frequency",
+            "zero-effort baseline: each bit's training frequency is its score for every sample",
+        ),
+        Method(
+            "mlp",
+            "plain MLP (teacher size)",
+            "#8c564b",
+            "baseline",
+            "mlp",
+            "zero-effort baseline: a one-hidden-layer MLP of the teacher's parameter count",
+        ),
+        Method(
+            "roast",
+            "ROAST",
+            "#e377c2",
+            "student",
+            "roast",
+            "the teacher's architecture with all weights read from one shared array of the "
+            "student's parameter count (ROAST tiles), trained on labels",
+        ),
+        Method(
+            "roast_packd",
+            "ROAST + PaCKD",
+            "#f7b6d2",
+            "student",
+            "roast",
+            "ROAST model trained with PaCKD's cluster-teacher soft targets",
+            "cluster_teachers",
+            "packd",
+        ),
+        Method(
+            "hashednet",
+            "HashedNet",
+            "#7f7f7f",
+            "student",
+            "hashednet",
+            "the teacher's architecture with per-element hashed weights (one array per layer) of "
+            "the student's parameter count, trained on labels",
+        ),
+        Method(
+            "blockwise",
+            "blockwise KD",
+            "#9467bd",
+            "student",
+            "blockwise",
+            "teacher blocks replaced by cheaper ones trained one job per block, then fine-tuned "
+            "on labels (no cluster teachers)",
+            folder="blockwise",
+        ),
+        Method(
+            "blockwise_packd",
+            "blockwise + PaCKD",
+            "#c5b0d5",
+            "student",
+            "blockwise",
+            "blockwise student fine-tuned with PaCKD's cluster-teacher soft targets",
+            "cluster_teachers",
+            "packd",
+            folder="blockwise",
+        ),
     ]
 }
 
@@ -94,6 +172,18 @@ SWEEP_METHOD = re.compile(
     r"^packd-(?P<features>[adi])-k(?P<k>\d+)-alpha(?P<alpha>[0-9.]+)-T(?P<temperature>[0-9.]+)$"
 )
 SWEEP_METHOD_REGEX = r"packd-[adi]-k\d+-alpha[0-9.]+-T[0-9.]+"
+
+
+# A method trained at another memory budget: `<base>-x<factor>` has factor times the student's
+# parameter count (the `frontier` target).
+FRONTIER_BASES = ("no_kd", "packd", "roast", "roast_packd", "hashednet")
+FRONTIER_METHOD = re.compile(rf"^(?P<base>{'|'.join(FRONTIER_BASES)})-x(?P<factor>[0-9.]+)$")
+FRONTIER_METHOD_REGEX = rf"(?:{'|'.join(FRONTIER_BASES)})-x[0-9.]+"
+
+
+def frontier_method_name(base: str, factor: float) -> str:
+    """The method at factor times the student's parameter count (the base itself at 1)."""
+    return base if float(factor) == 1.0 else f"{base}-x{float(factor):g}"
 
 
 def sweep_method_name(features: str, k: int, alpha: float, temperature: float) -> str:
@@ -111,15 +201,33 @@ def names_with_role(*roles: Role) -> list[str]:
     return [name for name, method in METHODS.items() if method.role in roles]
 
 
+def names_in_folder(folder: str) -> list[str]:
+    """Names of the methods whose checkpoints live under results/<folder>/."""
+    return [name for name, method in METHODS.items() if method.folder == folder]
+
+
 def trained_model_regex() -> str:
-    """Wildcard regex of every model trained by the student rule (registry students, baselines
-    and sweep variants)."""
-    return "|".join([*names_with_role("student", "baseline"), SWEEP_METHOD_REGEX])
+    """Wildcard regex of every model trained by the student rule (results/students: registry
+    students, baselines and sweep variants)."""
+    return "|".join([*names_in_folder("students"), SWEEP_METHOD_REGEX, FRONTIER_METHOD_REGEX])
 
 
 def evaluated_model_regex() -> str:
     """Wildcard regex of every model the evaluate rule scores."""
-    return "|".join([*names_with_role("teacher", "routed_teachers"), trained_model_regex()])
+    return "|".join([*METHODS, SWEEP_METHOD_REGEX, FRONTIER_METHOD_REGEX])
+
+
+def checkpoint_paths(
+    name: str, seed: int | str, app: str, arch: str, features: str, k: int
+) -> list[str]:
+    """The checkpoint(s) behind one evaluated model (the cluster teachers for routed teachers)."""
+    method = method_of(name)
+    folder = f"results/{method.folder}/seed{seed}/{app}/{arch}"
+    if method.role == "teacher":
+        return [f"{folder}/all.pt"]
+    if method.role == "routed_teachers":
+        return [f"{folder}/{features}-k{k}/c{c}.pt" for c in range(int(k))]
+    return [f"{folder}/{name}.pt"]
 
 
 def method_of(name: str) -> Method:
@@ -128,6 +236,9 @@ def method_of(name: str) -> Method:
         return METHODS[name]
     if SWEEP_METHOD.match(name):
         return METHODS["packd"]
+    frontier = FRONTIER_METHOD.match(name)
+    if frontier:
+        return METHODS[frontier["base"]]
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)} and sweep variants")
 
 
@@ -144,10 +255,12 @@ def method_color(name: str) -> str:
 def method_settings(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """What a training job needs to know of a method: its soft targets, clusters, alpha and T."""
     method = method_of(name)
+    frontier = FRONTIER_METHOD.match(name)
     settings: dict[str, Any] = {
         "method": method.name,
         "network": method.network,
         "soft_targets": method.soft_targets,
+        "budget_factor": float(frontier["factor"]) if frontier else 1.0,
     }
     match = SWEEP_METHOD.match(name)
     if match is not None:

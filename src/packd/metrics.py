@@ -170,12 +170,59 @@ def latency_per_sample(
     return float(np.median(seconds_per_batch)) / batch_size
 
 
+def micro_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Threshold-free micro average precision over every (sample, bit) pair."""
+    from sklearn.metrics import average_precision_score
+
+    labels = np.asarray(labels, dtype=bool).ravel()
+    if not labels.any():
+        return 0.0
+    return float(average_precision_score(labels, np.asarray(scores).ravel()))
+
+
+def top_k_precision_recall(labels: np.ndarray, scores: np.ndarray, k: int) -> dict[str, float]:
+    """Precision and recall of the k highest-scoring bits of every sample, whatever their score:
+    what a prefetcher of degree k would issue."""
+    labels = np.asarray(labels, dtype=bool)
+    top = np.argpartition(-np.asarray(scores), k - 1, axis=1)[:, :k]
+    hits = int(np.take_along_axis(labels, top, axis=1).sum())
+    actual = int(labels.sum())
+    return {
+        "precision_at_degree": hits / top.size if top.size else 0.0,
+        "recall_at_degree": hits / actual if actual else 0.0,
+    }
+
+
+def authors_protocol(history: list[dict], final: dict[str, float]) -> dict[str, float]:
+    """The authors' protocol whole: the epoch AND threshold with the best test F1, with F1,
+    precision, recall and threshold all from that epoch (the training history records them for
+    every epoch, the saved one included). `final` holds the same four for the saved epoch, used
+    when the history recorded no test metrics (several routed models: only the threshold is
+    chosen on test)."""
+    records = [record for record in history if "test_f1_best_threshold" in record]
+    if not records:
+        return dict(final, test_selected_epoch=None)
+    best = max(records, key=lambda record: record["test_f1_best_threshold"])
+    return {
+        "test_selected_f1": best["test_f1_best_threshold"],
+        "test_selected_threshold": best["test_best_threshold"],
+        "test_selected_precision": best["test_precision_best_threshold"],
+        "test_selected_recall": best["test_recall_best_threshold"],
+        "test_selected_epoch": best["epoch"],
+    }
+
+
 def protocol_metrics(
-    val_labels: np.ndarray, val_probs: np.ndarray, test_labels: np.ndarray, test_probs: np.ndarray
+    val_labels: np.ndarray,
+    val_probs: np.ndarray,
+    test_labels: np.ndarray,
+    test_probs: np.ndarray,
+    degree: int = 2,
 ) -> dict[str, float]:
     """Test metrics under our protocol (threshold chosen on validation: `f1`, `precision`,
-    `recall`, `threshold`, `val_f1`), at 0.5 (`f1_at_0.5`), and with the threshold chosen on
-    test (the authors' protocol, optimistic: `test_selected_*`)."""
+    `recall`, `threshold`, `val_f1`), at 0.5 (`f1_at_0.5`), threshold-free (`average_precision`,
+    top-`degree` `precision_at_degree` and `recall_at_degree`), and with the threshold chosen on
+    test for the saved epoch (`test_selected_*`; see authors_protocol for the epoch)."""
     threshold, val_f1 = best_threshold(val_labels, val_probs)
     at_threshold = evaluate_scores(test_labels, test_probs, threshold)
     test_threshold, test_f1 = best_threshold(test_labels, test_probs)
@@ -189,16 +236,6 @@ def protocol_metrics(
         "test_selected_threshold": test_threshold,
         "test_selected_precision": at_test_threshold["precision"],
         "test_selected_recall": at_test_threshold["recall"],
+        "average_precision": micro_average_precision(test_labels, test_probs),
+        **top_k_precision_recall(test_labels, test_probs, degree),
     }
-
-
-def sample_counts(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """(n, 3) int32 per sample: true positives, false positives, false negatives."""
-    return np.stack(
-        [
-            np.count_nonzero(labels & predicted, axis=1),
-            np.count_nonzero(~labels & predicted, axis=1),
-            np.count_nonzero(labels & ~predicted, axis=1),
-        ],
-        axis=1,
-    ).astype(np.int32)

@@ -165,13 +165,46 @@ class ResNet(nn.Module):
         return self.head(features.mean(dim=(2, 3)))
 
 
+class FrequencyBaseline(nn.Module):
+    """Zero-effort baseline: every sample gets the same scores, each bit's training frequency
+    (as log-odds in the head's bias, set by init_output_bias); the inputs are ignored."""
+
+    def __init__(self, outputs: int = OUTPUTS):
+        super().__init__()
+        self.head = nn.Linear(1, outputs)
+        nn.init.zeros_(self.head.weight)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(inputs.new_zeros(inputs.shape[0], 1))
+
+
+class PlainMLP(nn.Module):
+    """Zero-effort baseline: the flattened 10x10 input, one ReLU hidden layer, the head."""
+
+    def __init__(self, hidden: int, inputs: int = HISTORY * CHUNKS, outputs: int = OUTPUTS):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(inputs, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, outputs)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(inputs))
+
+
+def mlp_hidden_for(parameters: int) -> int:
+    """Hidden width of the PlainMLP whose parameter count is closest to `parameters`."""
+    per_unit = HISTORY * CHUNKS + 1 + OUTPUTS
+    return max(1, round((parameters - OUTPUTS) / per_unit))
+
+
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "lstm": LSTMPrefetcher,
     "mixer": MLPMixer,
     "resnet": ResNet,
+    "mlp": PlainMLP,
+    "frequency": FrequencyBaseline,
 }
 
-# The paper's teacher and student sizes (see notes/packd-method.md, "Models (paper scale)")
+# The paper's teacher and student sizes (docs/method.md, section 3)
 PAPER_SIZES: dict[str, dict[str, dict]] = {
     "lstm": {"teacher": {"hidden": 128, "layers": 40}, "student": {"hidden": 16, "layers": 1}},
     "mixer": {"teacher": {"dim": 512, "depth": 20}, "student": {"dim": 18, "depth": 8}},
@@ -190,6 +223,27 @@ def build_model(arch: str, size: Mapping) -> nn.Module:
         return MODEL_BUILDERS[arch](**dict(size))
     except TypeError as error:
         raise ValueError(f"bad size {dict(size)} for arch '{arch}': {error}") from error
+
+
+# The size key that sets each arch's width, for sizing a network to a parameter budget.
+WIDTH_KEYS = {"lstm": "hidden", "mixer": "dim", "resnet": "width"}
+
+
+def size_for_budget(arch: str, size: Mapping, budget: int) -> dict:
+    """`size` with its width key set so that the parameter count is closest to budget."""
+    key = WIDTH_KEYS[arch]
+
+    def params(width: int) -> int:
+        return count_parameters(build_model(arch, {**size, key: width}))
+
+    low, high = 1, 2
+    while params(high) < budget and high < 1 << 16:
+        low, high = high, 2 * high
+    while high - low > 1:  # parameters grow with width: bisect to the two widths around budget
+        middle = (low + high) // 2
+        low, high = (middle, high) if params(middle) < budget else (low, middle)
+    best = min((low, high), key=lambda width: abs(params(width) - budget))
+    return {**size, key: best}
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -211,14 +265,16 @@ def init_output_bias(model: nn.Module, labels: np.ndarray | torch.Tensor) -> Non
     spends no epochs reaching it and leaves the gradient to the features.
     """
     head = getattr(model, "head", None)
-    if not isinstance(head, nn.Linear) or head.bias is None:
+    bias = getattr(head, "bias", None)
+    out_features = getattr(head, "out_features", None)
+    if bias is None or out_features is None:  # a Linear, or a hashed one with a dense bias
         raise ValueError(f"{type(model).__name__} has no linear `head` with a bias")
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-    if labels.ndim != 2 or labels.shape[1] != head.out_features or labels.shape[0] == 0:
+    if labels.ndim != 2 or labels.shape[1] != out_features or labels.shape[0] == 0:
         raise ValueError(
             f"labels of shape {tuple(labels.shape)} do not fit {head.out_features} outputs"
         )
     # Clamped so that a bit never (or always) set gets a large finite bias, not +-inf.
     frequencies = labels.mean(dim=0).clamp(1e-4, 1 - 1e-4)
     with torch.no_grad():
-        head.bias.copy_(torch.log(frequencies / (1 - frequencies)))
+        bias.copy_(torch.log(frequencies / (1 - frequencies)))

@@ -12,9 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from packd.atomic import atomic_path  # noqa: E402
-from packd.methods import METHODS, method_color, method_rank  # noqa: E402
+from packd.methods import method_color, method_label, method_rank  # noqa: E402
+from packd.prefetch import CLASSIC_PREFETCHERS  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -62,26 +64,52 @@ def plot_cluster_sizes(sizes: pd.DataFrame, title: str, path: Path) -> None:
     _save(figure, path)
 
 
-def plot_main_f1(table: pd.DataFrame, path: Path) -> None:
-    """Test micro-F1 per app, one panel per arch, one bar per method."""
+def f1_differences(table: pd.DataFrame, baseline: str = "no_kd") -> pd.DataFrame:
+    """Per (arch, app, method): mean over seeds of F1(method) - F1(baseline), its sd over seeds
+    and a 95% t half-width (NaN with one seed); validation protocol."""
     rows = table[table["protocol"] == "validation"]
-    archs = sorted(rows["arch"].unique())
-    figure, panels = plt.subplots(1, len(archs), figsize=(5 * len(archs), 4), squeeze=False)
+    wide = rows.pivot_table(index=["arch", "app", "seed"], columns="method", values="f1")
+    differences = wide.drop(columns=[baseline]).sub(wide[baseline], axis=0)
+    long = differences.stack().rename("difference").reset_index()
+    grouped = long.groupby(["arch", "app", "method"])["difference"]
+    summary = grouped.agg(["mean", "std", "count"]).reset_index()
+    summary["half_width"] = [
+        stats.t.ppf(0.975, count - 1) * sd / np.sqrt(count) if count > 1 else np.nan
+        for sd, count in zip(summary["std"], summary["count"], strict=True)
+    ]
+    return summary
+
+
+def plot_main_f1(table: pd.DataFrame, path: Path, baseline: str = "no_kd") -> None:
+    """Each method's test F1 minus no KD's, per app (one panel per arch), with 95% intervals
+    over seeds: differences of 0.002 are invisible on a 0-1 axis of bars."""
+    summary = f1_differences(table, baseline)
+    archs = sorted(summary["arch"].unique())
+    methods = sorted(summary["method"].unique(), key=method_rank)
+    figure, panels = plt.subplots(1, len(archs), figsize=(5 * len(archs), 4.5), squeeze=False)
+    width = 0.8 / max(1, len(methods))
     for panel, arch in zip(panels[0], archs, strict=True):
-        wide = rows[rows["arch"] == arch].pivot(index="app", columns="method", values="f1")
-        wide = wide[[method for method in METHODS if method in wide.columns]]
-        wide.plot.bar(
-            ax=panel,
-            color=[method_color(method) for method in wide.columns],
-            legend=False,
-        )
+        rows = summary[summary["arch"] == arch]
+        apps = sorted(rows["app"].unique())
+        for index, method in enumerate(methods):
+            chosen = rows[rows["method"] == method].set_index("app").reindex(apps)
+            positions = np.arange(len(apps)) + (index - (len(methods) - 1) / 2) * width
+            panel.bar(
+                positions,
+                chosen["mean"],
+                width,
+                yerr=chosen["half_width"].fillna(0),
+                color=method_color(method),
+                label=method_label(method),
+                capsize=2,
+            )
+        panel.axhline(0, color="black", linewidth=0.8)
+        panel.set_xticks(np.arange(len(apps)), apps)
         panel.set_title(arch)
-        panel.set_ylabel("test micro-F1 (threshold from validation)")
-        panel.set_ylim(0, 1)
-    # One legend below the panels, where it covers no bar.
+        panel.set_ylabel(f"test micro-F1 minus {method_label(baseline)}")
     handles, labels = panels[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
-    figure.subplots_adjust(bottom=0.28)
+    figure.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), frameon=False)
+    figure.subplots_adjust(bottom=0.3)
     _save(figure, path)
 
 
@@ -133,4 +161,99 @@ def plot_sweep(table: pd.DataFrame, sweep: str, path: Path) -> None:
     axes.legend()
     if sweep == "kd":
         axes.tick_params(axis="x", rotation=45)
+    _save(figure, path)
+
+
+CLASSIC_MARKERS = dict(zip(CLASSIC_PREFETCHERS, ("s", "^", "D", "<", ">"), strict=False))
+ARCH_MARKERS = ("o", "P", "X", "v", "*")
+
+
+def plot_prefetch(table: pd.DataFrame, path: Path) -> None:
+    """Coverage against accuracy, a panel per app: a point per model (colour: method, marker:
+    arch) and per classic prefetcher (black, its own marker)."""
+    apps = sorted(table["app"].unique()) or ["(none)"]
+    archs = sorted(table.loc[table["kind"] == "model", "arch"].unique())
+    figure, panels = plt.subplots(
+        1, len(apps), figsize=(4.5 * len(apps), 4.2), squeeze=False, sharey=True
+    )
+    for panel, app in zip(panels[0], apps, strict=True):
+        rows = table[table["app"] == app]
+        for _, row in rows[rows["kind"] == "model"].iterrows():
+            panel.scatter(
+                row["coverage"],
+                row["accuracy"],
+                color=method_color(row["name"]),
+                marker=ARCH_MARKERS[archs.index(row["arch"]) % len(ARCH_MARKERS)],
+                s=40,
+                alpha=0.85,
+            )
+        # Classic rows repeat once per arch in the table: one point each.
+        classic = rows[rows["kind"] == "classic"].drop_duplicates("name")
+        for _, row in classic.iterrows():
+            panel.scatter(
+                row["coverage"],
+                row["accuracy"],
+                color="black",
+                marker=CLASSIC_MARKERS.get(row["name"], "x"),
+                s=50,
+                facecolors="none",
+            )
+        panel.set_title(app)
+        panel.set_xlabel("coverage (useful / baseline LLC misses)")
+        panel.set_xlim(left=0)
+        panel.set_ylim(0, 1)
+    panels[0][0].set_ylabel("accuracy (useful / issued prefetches)")
+    handles = [
+        plt.Line2D([], [], color=method_color(name), marker="o", linestyle="", label=name)
+        for name in sorted(table.loc[table["kind"] == "model", "name"].unique(), key=method_rank)
+    ]
+    handles += [
+        plt.Line2D(
+            [],
+            [],
+            color="grey",
+            marker=ARCH_MARKERS[index % len(ARCH_MARKERS)],
+            linestyle="",
+            label=arch,
+        )
+        for index, arch in enumerate(archs)
+    ]
+    handles += [
+        plt.Line2D(
+            [], [], color="black", marker=marker, markerfacecolor="none", linestyle="", label=name
+        )
+        for name, marker in CLASSIC_MARKERS.items()
+        if name in set(table.loc[table["kind"] == "classic", "name"])
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), frameon=False)
+    figure.subplots_adjust(bottom=0.32)
+    _save(figure, path)
+
+
+def plot_frontier(table: pd.DataFrame, path: Path) -> None:
+    """Test F1 against real parameter count (log scale), one panel per arch, one line per
+    method over its budgets, error bars the sd over seeds; the teacher as a dashed ceiling."""
+    archs = sorted(table["arch"].unique())
+    figure, panels = plt.subplots(1, len(archs), figsize=(5 * len(archs), 4.2), squeeze=False)
+    for panel, arch in zip(panels[0], archs, strict=True):
+        rows = table[table["arch"] == arch]
+        for method, points in rows.groupby("method", sort=False):
+            if method == "teacher":
+                panel.axhline(
+                    points["f1"].iloc[0], color=method_color(method), linestyle="--",
+                    label=method_label(method),
+                )  # fmt: skip
+                continue
+            points = points.sort_values("params")
+            panel.errorbar(
+                points["params"], points["f1"], yerr=points["f1_sd"].fillna(0), marker="o",
+                color=method_color(method), label=method_label(method), capsize=2,
+            )  # fmt: skip
+        panel.set_xscale("log")
+        panel.set_title(arch)
+        panel.set_xlabel("real parameters")
+        panel.set_ylabel("test micro-F1 (mean over apps and seeds)")
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), frameon=False)
+    figure.subplots_adjust(bottom=0.3)
     _save(figure, path)

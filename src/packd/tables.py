@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from packd.methods import SWEEP_METHOD, method_rank
+from packd.methods import FRONTIER_METHOD, METHODS, SWEEP_METHOD, method_rank
 
 MAIN_COLUMNS = [
     "app",
@@ -25,7 +25,13 @@ MAIN_COLUMNS = [
     "compression",
     "threshold",
     "protocol",
+    "seed",
+    "average_precision",
+    "precision_at_degree",
+    "recall_at_degree",
 ]
+# Columns that hold measured times: a rerun changes them, nothing else.
+TIMING_COLUMNS = ["latency_b1_us", "latency_b1024_us"]
 
 
 def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
@@ -41,6 +47,11 @@ def main_table(metrics: Sequence[dict]) -> pd.DataFrame:
             "app": entry["app"],
             "arch": entry["arch"],
             "method": entry["method"],
+            "seed": entry.get("seed", 0),
+            "val_f1": entry["val_f1"],
+            "average_precision": entry["average_precision"],
+            "precision_at_degree": entry["precision_at_degree"],
+            "recall_at_degree": entry["recall_at_degree"],
             "f1_at_0.5": entry["f1_at_0.5"],
             "params": entry["params"],
             "bytes": entry["bytes"],
@@ -69,18 +80,60 @@ def main_table(metrics: Sequence[dict]) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(rows)
-    teacher_params = table[table["method"] == "teacher"].groupby(["app", "arch"])["params"].first()
+    teacher_params = table[table["method"] == "teacher"].groupby(["app", "arch"])["params"].max()
     table["compression"] = [
         teacher_params.get((app, arch), np.nan) / params
         for app, arch, params in zip(table["app"], table["arch"], table["params"], strict=True)
     ]
     table["method_order"] = table["method"].map(method_rank)
     table = table.sort_values(
-        ["protocol", "app", "arch", "method_order", "method"],
-        ascending=[False, True, True, True, True],
+        ["protocol", "app", "arch", "method_order", "method", "seed"],
+        ascending=[False, True, True, True, True, True],
     )
-    extra = ["latency_b1_us", "latency_b1024_us", "trained_on"]
-    return table[MAIN_COLUMNS + extra].reset_index(drop=True)
+    return table[[*MAIN_COLUMNS, "val_f1", *TIMING_COLUMNS, "trained_on"]].reset_index(drop=True)
+
+
+def teacher_selection_table(selection_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Per seed, app and arch: each learning-rate factor tried for the whole-app teacher, its
+    best validation F1, and which one was kept (paths .../seed{s}/{app}/{arch}/selection.json)."""
+    rows = []
+    for path in map(Path, selection_paths):
+        selection = json.loads(path.read_text())
+        seed, app, arch = path.parts[-4].removeprefix("seed"), path.parts[-3], path.parts[-2]
+        for candidate in selection["candidates"]:
+            rows.append(
+                {
+                    "seed": int(seed),
+                    "app": app,
+                    "arch": arch,
+                    "lr_factor": candidate["lr_factor"],
+                    "val_f1": candidate["val_f1"],
+                    "chosen": candidate["lr_factor"] == selection["lr_factor"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+CEILING_BASELINES = ("frequency", "mlp", "no_kd")
+
+
+def ceiling_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Does every teacher beat the zero-effort baselines and its own no-KD student on
+    validation? One row per seed, app and arch, with each validation F1 and a verdict."""
+    rows = table[table["protocol"] == "validation"]
+    wide = rows.pivot_table(index=["seed", "app", "arch"], columns="method", values="val_f1")
+    if "teacher" not in wide.columns:
+        return pd.DataFrame()
+    out = pd.DataFrame({"teacher_val_f1": wide["teacher"]})
+    failures = pd.Series("", index=wide.index)
+    for baseline in CEILING_BASELINES:
+        if baseline in wide.columns:
+            out[f"{baseline}_val_f1"] = wide[baseline]
+            below = wide["teacher"] <= wide[baseline]
+            failures[below] += f"{baseline} "
+    out["teacher_is_ceiling"] = failures == ""
+    out["teacher_not_above"] = failures.str.strip()
+    return out.reset_index()
 
 
 def relative_improvement(new: float, old: float) -> float:
@@ -89,28 +142,44 @@ def relative_improvement(new: float, old: float) -> float:
 
 
 def main_summary(table: pd.DataFrame, protocol: str = "validation") -> pd.DataFrame:
-    """Wide F1: app x arch rows and a mean row, one column per method, with PaCKD's gains."""
+    """Wide F1: app x arch rows plus mean rows, one column per method with the mean over seeds,
+    its standard deviation over seeds (`<method>_sd`), and PaCKD's relative gains of the means."""
     rows = table[table["protocol"] == protocol]
-    wide = rows.pivot_table(index=["app", "arch"], columns="method", values="f1", aggfunc="first")
-    wide = wide[sorted(wide.columns, key=method_rank)]
-    wide.loc[("mean", "all"), :] = wide.mean(axis=0)
-    for arch in sorted(rows["arch"].unique()):
-        arch_rows = wide.xs(arch, level="arch", drop_level=False)
-        wide.loc[("mean", arch), :] = arch_rows.mean(axis=0)
-    if {"packd", "standard_kd", "no_kd"} <= set(wide.columns):
-        wide["packd_vs_standard_kd_%"] = [
-            relative_improvement(packd, standard)
-            for packd, standard in zip(wide["packd"], wide["standard_kd"], strict=True)
-        ]
-        wide["packd_vs_no_kd_%"] = [
-            relative_improvement(packd, no_kd)
-            for packd, no_kd in zip(wide["packd"], wide["no_kd"], strict=True)
-        ]
-    if {"packd", "teacher"} <= set(wide.columns):
-        wide["packd_vs_teacher_%"] = [
-            relative_improvement(packd, teacher)
-            for packd, teacher in zip(wide["packd"], wide["teacher"], strict=True)
-        ]
+    per_seed = rows.pivot_table(
+        index=["app", "arch"], columns=["method", "seed"], values="f1", aggfunc="first"
+    )
+    methods = sorted(per_seed.columns.get_level_values("method").unique(), key=method_rank)
+    wide = pd.DataFrame(index=per_seed.index)
+    cell_means = {}
+    for method in methods:
+        cell_means[method] = per_seed[method]
+        wide[method] = per_seed[method].mean(axis=1)
+    for arch_group in ["all", *sorted(rows["arch"].unique())]:
+        chosen = (
+            wide.index
+            if arch_group == "all"
+            else wide.xs(arch_group, level="arch", drop_level=False).index
+        )
+        for method in methods:
+            # The mean over cells in each seed, then its mean and sd over seeds: the seed is the
+            # unit of replication.
+            over_cells = cell_means[method].loc[chosen].mean(axis=0)
+            wide.loc[("mean", arch_group), method] = over_cells.mean()
+            wide.loc[("mean", arch_group), f"{method}_sd"] = (
+                over_cells.std(ddof=1) if len(over_cells) > 1 else np.nan
+            )
+    for method in methods:
+        cells = [index for index in wide.index if index[0] != "mean"]
+        sd = cell_means[method].std(axis=1, ddof=1) if cell_means[method].shape[1] > 1 else np.nan
+        wide.loc[cells, f"{method}_sd"] = sd
+    ordered = [column for method in methods for column in (method, f"{method}_sd")]
+    wide = wide[ordered]
+    for other in ("standard_kd", "no_kd", "teacher"):
+        if {"packd", other} <= set(wide.columns):
+            wide[f"packd_vs_{other}_%"] = [
+                relative_improvement(packd, base)
+                for packd, base in zip(wide["packd"], wide[other], strict=True)
+            ]
     return wide.reset_index()
 
 
@@ -163,95 +232,70 @@ def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
     return table.to_markdown(index=False, floatfmt=f".{digits}f") + "\n"
 
 
-def f1_from_counts(counts: np.ndarray) -> float:
-    """Micro-F1 from summed (true positive, false positive, false negative) counts."""
-    true_positives, false_positives, false_negatives = counts.sum(axis=0)
-    denominator = 2 * true_positives + false_positives + false_negatives
-    return float(2 * true_positives / denominator) if denominator else 0.0
+def significance_comparisons(methods: Iterable[str]) -> list[tuple[str, str]]:
+    """(a, b) pairs the significance table tests: PaCKD against its two ablations, the teacher
+    against PaCKD and no KD (the ceiling), and every other student or baseline against no KD."""
+    present = set(methods)
+    pairs = [
+        ("packd", "standard_kd"),
+        ("packd", "no_kd"),
+        ("standard_kd", "no_kd"),
+        ("teacher", "packd"),
+        ("teacher", "no_kd"),
+    ]
+    pairs += [
+        (name, "no_kd")
+        for name in METHODS
+        if name not in {"packd", "standard_kd", "no_kd", "teacher"}
+        and METHODS[name].role in ("student", "baseline", "routed_teachers")
+    ]
+    return [(a, b) for a, b in pairs if a in present and b in present]
 
 
-def _bootstrap_weights(rng: np.random.Generator, n_samples: int, n_draws: int) -> np.ndarray:
-    """(n_draws, n_samples): how often each test sample is drawn in each resample."""
-    draws = rng.integers(0, n_samples, size=(n_draws, n_samples))
-    draws += np.arange(n_draws)[:, None] * n_samples  # one bincount for every row at once
-    return np.bincount(draws.ravel(), minlength=n_draws * n_samples).reshape(n_draws, -1)
+def significance_table(table: pd.DataFrame, protocol: str = "validation") -> pd.DataFrame:
+    """Paired t tests of F1(a) - F1(b) with the SEED as the unit of replication.
 
-
-def _bootstrap_f1(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Micro-F1 of each bootstrap resample (rows of weights count each sample's draws)."""
-    # A product, not counts[draws]: the gather of 1000 x 16,000 x 3 took about a second per model.
-    summed = weights.astype(np.float64) @ counts.astype(np.float64)  # (n_draws, 3)
-    denominator = 2 * summed[:, 0] + summed[:, 1] + summed[:, 2]
-    return np.divide(
-        2 * summed[:, 0], denominator, out=np.zeros(len(weights)), where=denominator > 0
-    )
-
-
-def _bootstrap_summary(observed: float, differences: np.ndarray, cells: int) -> dict[str, float]:
-    low, high = np.quantile(differences, [0.025, 0.975])
-    return {
-        "mean_f1_difference": observed,
-        "ci95_low": float(low),
-        "ci95_high": float(high),
-        "share_of_draws_above_0": float(np.mean(differences > 0)),
-        "cells": cells,
-    }
-
-
-SIGNIFICANCE_COMPARISONS = [
-    ("packd", "standard_kd"),
-    ("packd", "no_kd"),
-    ("standard_kd", "no_kd"),
-    ("packd", "teacher"),
-]
-
-
-def significance_table(
-    counts: Mapping[tuple[str, str, str], np.ndarray], n_draws: int = 1000, seed: int = 0
-) -> pd.DataFrame:
-    """Paired-bootstrap comparisons of methods, over all cells and per arch.
-
-    counts maps (app, arch, method) to that model's per-test-sample counts. Every model of an
-    app is scored on that app's test samples, so one set of resamples per app serves all of
-    them: the comparisons stay paired, and cells of one app move together as they really do.
+    For each comparison and arch group (all cells, then each arch): the mean over (app, arch)
+    cells of F1(a) - F1(b) in each seed; then their mean over seeds, standard deviation, a 95%
+    t interval and the two-sided p-value of a one-sample t test against zero (seeds - 1 degrees
+    of freedom). Cells of one seed share its data subset and k-means, so they are not counted
+    as independent; with one seed there is no test (NaN).
     """
-    archs = sorted({arch for _, arch, _ in counts})
-    apps = sorted({app for app, _, _ in counts})
-    rng = np.random.default_rng(seed)
-    resampled, observed = {}, {}
-    for app in apps:
-        keys = [key for key in counts if key[0] == app]
-        sizes = {len(counts[key]) for key in keys}
-        if len(sizes) != 1:
-            raise ValueError(f"{app}: models were scored on different test sets (sizes {sizes})")
-        weights = _bootstrap_weights(rng, sizes.pop(), n_draws)
-        for key in keys:
-            resampled[key] = _bootstrap_f1(counts[key], weights)
-            observed[key] = f1_from_counts(counts[key])
+    rows_in = table[table["protocol"] == protocol]
+    wide = rows_in.pivot_table(index=["seed", "app", "arch"], columns="method", values="f1")
     rows = []
-    for method_a, method_b in SIGNIFICANCE_COMPARISONS:
-        for arch_group in ["all", *archs]:
-            chosen = archs if arch_group == "all" else [arch_group]
-            cells = [
-                (app, arch)
-                for app in apps
-                for arch in chosen
-                if (app, arch, method_a) in counts and (app, arch, method_b) in counts
-            ]
-            if cells:
-                differences = np.mean(
-                    [resampled[(*c, method_a)] - resampled[(*c, method_b)] for c in cells], axis=0
-                )
-                mean_observed = float(
-                    np.mean([observed[(*c, method_a)] - observed[(*c, method_b)] for c in cells])
-                )
-                rows.append(
-                    {
-                        "comparison": f"{method_a} - {method_b}",
-                        "arch": arch_group,
-                        **_bootstrap_summary(mean_observed, differences, len(cells)),
-                    }
-                )
+    for first, second in significance_comparisons(wide.columns):
+        difference = (wide[first] - wide[second]).dropna()
+        for arch_group in ["all", *sorted(rows_in["arch"].unique())]:
+            chosen = difference
+            if arch_group != "all":
+                chosen = difference[difference.index.get_level_values("arch") == arch_group]
+            per_seed = chosen.groupby(level="seed").mean()
+            seeds = len(per_seed)
+            mean = float(per_seed.mean())
+            row = {
+                "comparison": f"{first} - {second}",
+                "arch": arch_group,
+                "seeds": seeds,
+                "cells": int(chosen.groupby(level="seed").size().iloc[0]) if seeds else 0,
+                "mean_f1_difference": mean,
+                "sd_over_seeds": np.nan,
+                "ci95_low": np.nan,
+                "ci95_high": np.nan,
+                "p_value": np.nan,
+            }
+            for seed, value in per_seed.items():
+                row[f"seed{seed}"] = float(value)
+            if seeds > 1:
+                sd = float(per_seed.std(ddof=1))
+                half = float(stats.t.ppf(0.975, seeds - 1)) * sd / np.sqrt(seeds)
+                row.update(sd_over_seeds=sd, ci95_low=mean - half, ci95_high=mean + half)
+                if sd > 0:
+                    t_value = mean / (sd / np.sqrt(seeds))
+                    row["p_value"] = float(2 * stats.t.sf(abs(t_value), seeds - 1))
+                else:
+                    row["p_value"] = 1.0 if mean == 0 else 0.0
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -348,19 +392,25 @@ def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataF
     """Prefetch figures per app and arch: each model's row (with its test F1), then the classic
     prefetchers' rows of that app, and whether the F1 ranking of the models holds for coverage.
 
-    reports are the prefetch JSONs (app, source: an arch or "classic", name, ratios); metrics
-    the models' metrics JSONs (app, arch, method, f1).
+    reports are the prefetch JSONs (seed, app, source: an arch or "classic", name, ratios);
+    metrics the models' metrics JSONs (seed, app, arch, method, f1). Model rows are means over
+    seeds.
     """
-    f1_of = {(entry["app"], entry["arch"], entry["method"]): entry["f1"] for entry in metrics}
+    f1_of = {
+        (entry.get("seed", 0), entry["app"], entry["arch"], entry["method"]): entry["f1"]
+        for entry in metrics
+    }
     ratios = PREFETCH_COLUMNS[5:12]
-    models = pd.DataFrame(
+    per_seed = pd.DataFrame(
         [
             {
                 "app": report["app"],
                 "arch": report["source"],
                 "kind": "model",
                 "name": report["name"],
-                "f1": f1_of[(report["app"], report["source"], report["name"])],
+                "f1": f1_of[
+                    (report.get("seed", 0), report["app"], report["source"], report["name"])
+                ],
                 **{column: report[column] for column in ratios},
             }
             for report in reports
@@ -368,7 +418,15 @@ def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataF
         ],
         columns=PREFETCH_COLUMNS[:12],
     )
-    classic = [report for report in reports if report["source"] == "classic"]
+    # A model's row is its mean over seeds (the classic prefetchers do not depend on the seed).
+    models = per_seed.groupby(["app", "arch", "kind", "name"], as_index=False, sort=False).mean()
+    classic = list(
+        {
+            (report["app"], report["name"]): report
+            for report in reports
+            if report["source"] == "classic"
+        }.values()
+    )
     cells = []
     for (app, arch), rows in models.groupby(["app", "arch"], sort=True):
         rows = rows.sort_values("name", key=lambda names: names.map(method_rank), kind="stable")
@@ -387,3 +445,36 @@ def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataF
     if not cells:
         return pd.DataFrame(columns=PREFETCH_COLUMNS)
     return pd.concat(cells, ignore_index=True)[PREFETCH_COLUMNS]
+
+
+def frontier_table(metrics: Sequence[dict]) -> pd.DataFrame:
+    """Per arch, method and budget factor: real parameters (mean over apps) and test F1 (mean
+    over apps in each seed, then mean and sd over seeds)."""
+    rows = []
+    for entry in metrics:
+        frontier = FRONTIER_METHOD.match(entry["method"])
+        base = frontier["base"] if frontier else entry["method"]
+        rows.append(
+            {
+                "arch": entry["arch"],
+                "method": base,
+                "budget_factor": float(frontier["factor"]) if frontier else 1.0,
+                "seed": entry.get("seed", 0),
+                "app": entry["app"],
+                "params": entry["params"],
+                "f1": entry["f1"],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    keys = ["arch", "method", "budget_factor"]
+    per_seed = frame.groupby([*keys, "seed"]).agg(params=("params", "mean"), f1=("f1", "mean"))
+    table = per_seed.groupby(keys).agg(
+        params=("params", "mean"),
+        f1=("f1", "mean"),
+        f1_sd=("f1", lambda values: values.std(ddof=1) if len(values) > 1 else np.nan),
+        seeds=("f1", "size"),
+    )
+    table = table.reset_index()
+    table["method_order"] = table["method"].map(method_rank)
+    table = table.sort_values(["arch", "method_order", "budget_factor"])
+    return table.drop(columns="method_order").reset_index(drop=True)

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from packd.distill import bce_loss, kd_loss
-from packd.metrics import best_threshold, micro_f1
+from packd.metrics import best_threshold, evaluate_scores, micro_f1
 from packd.models import init_output_bias
 
-LossSpec = str | tuple[str, float, float]  # "bce" or ("kd", alpha, temperature)
+# "bce" or ("kd", alpha, temperature[, scale_soft_by_t2])
+LossSpec = str | tuple[str, float, float] | tuple[str, float, float, bool]
 
 
 @dataclass
@@ -57,16 +58,19 @@ def _as_tensor(array: np.ndarray | torch.Tensor, dtype: torch.dtype | None = Non
     return tensor.to(dtype) if dtype is not None else tensor
 
 
-def _parse_loss(loss: LossSpec) -> tuple[float, float] | None:
-    """None for BCE, (alpha, temperature) for KD."""
+def _parse_loss(loss: LossSpec) -> tuple[float, float, bool] | None:
+    """None for BCE, (alpha, temperature, scale_soft_by_t2) for KD (scaled when not given)."""
     if loss == "bce":
         return None
-    if isinstance(loss, Sequence) and len(loss) == 3 and loss[0] == "kd":
+    if isinstance(loss, Sequence) and len(loss) in (3, 4) and loss[0] == "kd":
         alpha, temperature = float(loss[1]), float(loss[2])
+        scale = bool(loss[3]) if len(loss) == 4 else True
         if not 0.0 <= alpha <= 1.0 or temperature <= 0:
             raise ValueError(f"KD needs 0 <= alpha <= 1 and T > 0, got {loss}")
-        return alpha, temperature
-    raise ValueError(f"loss must be 'bce' or ('kd', alpha, temperature), got {loss!r}")
+        return alpha, temperature, scale
+    raise ValueError(
+        f"loss must be 'bce' or ('kd', alpha, temperature[, scale_soft_by_t2]), got {loss!r}"
+    )
 
 
 def _autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
@@ -119,13 +123,15 @@ def train_model(
     log: Callable[[str], None] | None = None,
     max_seconds: float | None = None,
     test: Sequence[np.ndarray | torch.Tensor] | None = None,
+    plateau_f1: float | None = None,
 ) -> TrainResult:
     """Train with Adam; keep the epoch with the best validation micro-F1 (at its best threshold).
 
     train is (inputs, labels) or (inputs, labels, teacher_logits) for KD; val and the optional
     test are (inputs, labels). Test F1 is only recorded (the authors' protocol), never used for
     selection. Validation loss is BCE on labels for every loss, so runs compare. max_seconds is
-    checked after each epoch.
+    checked after each epoch. plateau_f1: the validation F1 of the label frequencies alone; no
+    early stop while the best epoch is not above it (the model still sits on that plateau).
     """
     log = log or (lambda line: None)
     device = resolve_device(device) if isinstance(device, str) else device
@@ -189,8 +195,11 @@ def train_model(
             test_labels = _as_tensor(test[1], torch.bool)
             _, test_probs = _evaluate(model, test[0], test_labels, batch_size, device)
             test_thr, test_f1 = best_threshold(test_labels.numpy(), test_probs)
+            at_test_thr = evaluate_scores(test_labels.numpy(), test_probs, test_thr)
             record["test_f1_best_threshold"] = test_f1
             record["test_best_threshold"] = test_thr
+            record["test_precision_best_threshold"] = at_test_thr["precision"]
+            record["test_recall_best_threshold"] = at_test_thr["recall"]
             record["test_f1_at_0.5"] = micro_f1(test_labels.numpy(), test_probs, 0.5)
             record["test_f1_val_threshold"] = micro_f1(test_labels.numpy(), test_probs, val_thr)
         history.append(record)
@@ -205,7 +214,11 @@ def train_model(
             best_state = {
                 name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()
             }
-        elif epoch - best_epoch >= patience and epoch >= min_epochs:
+        elif (
+            epoch - best_epoch >= patience
+            and epoch >= min_epochs
+            and (plateau_f1 is None or best_f1 > plateau_f1)
+        ):
             # min_epochs: sequence models sit on a plateau (label marginals) for a few epochs
             # before they learn from the inputs; stopping there would keep the plateau.
             stop_reason = f"early stop: no val F1 gain for {patience} epochs"
@@ -249,6 +262,14 @@ class PhaseSettings:
         )
 
 
+def frequency_f1(train_labels: np.ndarray | torch.Tensor, val_labels: np.ndarray) -> float:
+    """Validation micro-F1 (best threshold) of scoring every sample with the bits' training
+    frequencies: the plateau a fresh model reaches first."""
+    frequencies = np.asarray(train_labels, dtype=np.float32).mean(axis=0)
+    scores = np.broadcast_to(frequencies, np.shape(val_labels))
+    return best_threshold(np.asarray(val_labels), scores)[1]
+
+
 def train_phase(
     model: nn.Module,
     train: Sequence[np.ndarray | torch.Tensor],
@@ -263,6 +284,9 @@ def train_phase(
     output bias first starts at the labels' log-odds when settings.prior_bias."""
     if settings.prior_bias:
         init_output_bias(model, train[1])
+    plateau = frequency_f1(train[1], splits["val"]["labels"])
+    if log is not None:
+        log(f"label-frequency plateau: validation F1 {plateau:.4f} (no early stop at or below it)")
     return train_model(
         model,
         train,
@@ -278,4 +302,5 @@ def train_phase(
         device=resolve_device(settings.device),
         amp=settings.amp,
         log=log,
+        plateau_f1=plateau,
     )

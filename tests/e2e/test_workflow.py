@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from packd.methods import METHODS, names_with_role
+from packd.methods import names_with_role
 from packd.tables import MAIN_COLUMNS
-from tests.conftest import copy_workflow, run_snakemake
+from tests.conftest import REPO, copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.e2e
 
-MAIN_METHODS = set(METHODS)
+TINY = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+MAIN_METHODS = set(TINY["methods"])
 
 
 def test_main_table_has_every_cell_filled(tiny_run: Path) -> None:
@@ -25,7 +27,8 @@ def test_main_table_has_every_cell_filled(tiny_run: Path) -> None:
     assert set(main["arch"]) == {"lstm", "mixer", "resnet"}
     assert set(main["method"]) == MAIN_METHODS
     assert set(main["protocol"]) == {"validation", "test_selected"}
-    assert len(main) == 2 * 3 * len(MAIN_METHODS) * 2
+    assert set(main["seed"]) == {7, 8}
+    assert len(main) == 2 * 2 * 3 * len(MAIN_METHODS) * 2
     for column in ("f1", "f1_at_0.5", "precision", "recall"):
         assert main[column].between(0, 1).all(), column
     assert main["f1"].nunique() > 1, "every F1 is the same: the models learned nothing distinct"
@@ -43,7 +46,9 @@ def test_students_are_smaller_than_teachers(tiny_run: Path) -> None:
 def test_authors_protocol_is_never_below_ours(tiny_run: Path) -> None:
     """Choosing the threshold and epoch on test can only flatter the test F1."""
     main = pd.read_csv(tiny_run / "results/tables/main.csv")
-    wide = main.pivot_table(index=["app", "arch", "method"], columns="protocol", values="f1")
+    wide = main.pivot_table(
+        index=["seed", "app", "arch", "method"], columns="protocol", values="f1"
+    )
     assert (wide["test_selected"] >= wide["validation"] - 1e-9).all()
 
 
@@ -51,15 +56,57 @@ def test_summary_reports_means_and_gains(tiny_run: Path) -> None:
     summary = pd.read_csv(tiny_run / "results/tables/main_summary.csv")
     mean = summary[(summary["app"] == "mean") & (summary["arch"] == "all")].iloc[0]
     main = pd.read_csv(tiny_run / "results/tables/main.csv")
-    packd = main[(main["protocol"] == "validation") & (main["method"] == "packd")]["f1"].mean()
-    standard = main[(main["protocol"] == "validation") & (main["method"] == "standard_kd")]
-    assert mean["packd"] == pytest.approx(packd)
-    expected_gain = 100 * (packd - standard["f1"].mean()) / standard["f1"].mean()
+    validation = main[main["protocol"] == "validation"]
+    per_seed = validation.groupby(["method", "seed"])["f1"].mean()
+    assert mean["packd"] == pytest.approx(per_seed["packd"].mean())
+    assert mean["packd_sd"] == pytest.approx(per_seed["packd"].std(ddof=1))
+    standard = per_seed["standard_kd"].mean()
+    expected_gain = 100 * (per_seed["packd"].mean() - standard) / standard
     assert mean["packd_vs_standard_kd_%"] == pytest.approx(expected_gain)
 
 
+def test_significance_takes_the_two_seeds_as_units(tiny_run: Path) -> None:
+    significance = pd.read_csv(tiny_run / "results/tables/significance.csv")
+    row = significance.set_index(["comparison", "arch"]).loc[("packd - no_kd", "all")]
+    assert row["seeds"] == 2 and row["cells"] == 2 * 3
+    assert row["mean_f1_difference"] == pytest.approx((row["seed7"] + row["seed8"]) / 2)
+    assert 0 <= row["p_value"] <= 1
+
+
+def test_ceiling_and_teacher_selection_tables(tiny_run: Path) -> None:
+    ceiling = pd.read_csv(tiny_run / "results/tables/ceiling.csv")
+    assert len(ceiling) == 2 * 2 * 3
+    assert {"frequency_val_f1", "mlp_val_f1", "no_kd_val_f1"} <= set(ceiling.columns)
+    verdict = ceiling["teacher_val_f1"] > ceiling[
+        ["frequency_val_f1", "mlp_val_f1", "no_kd_val_f1"]
+    ].max(axis=1)
+    assert (verdict == ceiling["teacher_is_ceiling"]).all()
+    log = (tiny_run / "logs/paper/table_main.log").read_text()
+    assert log.count("TEACHER IS NOT THE CEILING") == int((~verdict).sum())
+    selection = pd.read_csv(tiny_run / "results/tables/teacher_selection.csv")
+    assert set(selection["lr_factor"]) == {1.0, 2.0}
+    assert (selection.groupby(["seed", "app", "arch"])["chosen"].sum() == 1).all()
+    best = selection.loc[selection.groupby(["seed", "app", "arch"])["val_f1"].idxmax()]
+    assert best["chosen"].all()
+
+
+def test_prefetch_table_has_models_and_classic_prefetchers(tiny_run: Path) -> None:
+    table = pd.read_csv(tiny_run / "results/tables/prefetch.csv")
+    assert set(table["kind"]) == {"model", "classic"}
+    assert set(table.loc[table["kind"] == "classic", "name"]) == {
+        "next_line",
+        "ip_stride",
+        "best_offset",
+    }
+    assert set(table.loc[table["kind"] == "model", "name"]) == MAIN_METHODS
+    assert table["coverage"].between(0, 1).all() and table["accuracy"].between(0, 1).all()
+    prefetches = (tiny_run / "results/prefetch/seed7/pr/lstm/packd.txt").read_text().splitlines()
+    per_load = pd.Series([line.split()[0] for line in prefetches]).value_counts()
+    assert len(prefetches) > 0 and per_load.max() <= 2
+
+
 def test_metrics_record_device_and_histories(tiny_run: Path) -> None:
-    metrics = json.loads((tiny_run / "results/metrics/pr/lstm/packd.json").read_text())
+    metrics = json.loads((tiny_run / "results/metrics/seed7/pr/lstm/packd.json").read_text())
     assert metrics["trained_on"] == ["cpu"]
     assert len(metrics["histories"]) == 1 and len(metrics["histories"][0]) >= 1
     assert metrics["latency_b1_s"] > metrics["latency_b1024_s"] > 0
@@ -70,7 +117,8 @@ def test_figures_are_images(tiny_run: Path) -> None:
         "results/figures/main_f1.png",
         "results/figures/training_curves.png",
         "results/traces/pr.png",
-        "results/clusters/pr/a-k2.png",
+        "results/clusters/seed7/pr/a-k2.png",
+        "results/figures/prefetch.png",
     ):
         data = (tiny_run / figure).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, figure
@@ -87,6 +135,9 @@ def test_report_bundles_the_tables_and_figures(tiny_run: Path) -> None:
         "training_curves.png",
         "compression.csv",
         "summary.csv",
+        "significance.csv",
+        "ceiling.csv",
+        "prefetch.csv",
     ):
         assert name in report, name
 
@@ -100,8 +151,14 @@ def test_a_finished_run_has_nothing_left_to_do(tiny_run: Path) -> None:
 def test_dry_run(tmp_path: Path, configfile: str) -> None:
     workdir = copy_workflow(tmp_path)
     completed = run_snakemake(workdir, "-n", "--configfile", configfile)
-    assert "train_teacher" in completed.stdout
-    assert "train_student" in completed.stdout
+    for rule in (
+        "train_teacher",
+        "train_student",
+        "distill_block",
+        "evaluate_cell",
+        "prefetch_app",
+    ):
+        assert rule in completed.stdout, rule
 
 
 def test_paper_config_runs_the_sweeps(tmp_path: Path) -> None:

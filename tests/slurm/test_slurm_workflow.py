@@ -181,9 +181,15 @@ def test_toy_workflow_runs_through_sbatch(cluster: LocalSlurmCluster, tmp_path: 
 
 # ------------------------------------------------------------------ the real workflow, tiny config
 TINY_CONFIG = "tests/configs/tiny.yaml"
+# One seed and arch of the tiny config, and the methods that reach every kind of training job
+# (cluster teachers, a distilled student, blockwise block jobs): each model's numbers do not
+# depend on which other models run, so they must equal the local tiny run's.
+SLURM_SUBSET = {"seeds": [7], "archs": ["resnet"], "methods": ["teacher", "packd_teachers",
+                "packd", "no_kd", "blockwise"]}  # fmt: skip
+SLURM_OVERRIDES = ["--config", *(f"{key}={value}" for key, value in SLURM_SUBSET.items())]
 MAIN_TABLE = "results/tables/main.csv"
 # Accuracy and size columns; latency and timing columns differ from run to run.
-COMPARED_COLUMNS = ["app", "arch", "method", "f1", "params"]
+COMPARED_COLUMNS = ["seed", "app", "arch", "method", "protocol", "f1", "params"]
 
 
 def _workflow_ready() -> str | None:
@@ -201,7 +207,7 @@ def slurm_tiny_run(cluster: LocalSlurmCluster, tmp_path_factory: pytest.TempPath
 
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny-slurm"))
     dry = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", TINY_CONFIG],
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", TINY_CONFIG, *SLURM_OVERRIDES],
         cwd=workdir,
         env=_venv_env(dict(os.environ)),
         capture_output=True,
@@ -218,6 +224,7 @@ def slurm_tiny_run(cluster: LocalSlurmCluster, tmp_path_factory: pytest.TempPath
         *FAST_STATUS,
         "--configfile",
         TINY_CONFIG,
+        *SLURM_OVERRIDES,
         env=cluster.env,
     )
     print(f"tiny config via SLURM: {time.monotonic() - t0:.1f}s")
@@ -230,7 +237,12 @@ def _main_table(run_dir: Path):
     table = pd.read_csv(run_dir / MAIN_TABLE)
     missing = set(COMPARED_COLUMNS) - set(table.columns)
     assert not missing, f"{MAIN_TABLE} lacks {missing}: {list(table.columns)}"
-    keys = ["app", "arch", "method"]
+    table = table[
+        table["seed"].isin(SLURM_SUBSET["seeds"])
+        & table["arch"].isin(SLURM_SUBSET["archs"])
+        & table["method"].isin(SLURM_SUBSET["methods"])
+    ]
+    keys = ["seed", "app", "arch", "method", "protocol"]
     return table[COMPARED_COLUMNS].sort_values(keys).reset_index(drop=True)
 
 
@@ -243,6 +255,10 @@ def test_tiny_workflow_via_slurm_matches_local(
 
     slurm_dir, log, first = slurm_tiny_run
     assert_ran_through_sbatch(cluster, first, log)
+    # Each replacement block of a teacher is its own SLURM job: the tiny ResNet teacher has 2
+    # stages, and the tiny config 2 apps.
+    jobs = [job for job in cluster.jobs() if job.job_id >= first]
+    assert Counter(job.rule for job in jobs)["distill_block"] == 2 * 2, jobs
     pdt.assert_frame_equal(
         _main_table(slurm_dir), _main_table(tiny_run), check_exact=False, rtol=1e-6
     )

@@ -90,12 +90,12 @@ def test_build_split_arrays_shapes_and_consistency():
 
 
 def test_build_split_arrays_drops_samples_without_in_range_delta():
-    blocks = np.array([0, 1, 2, 1000, 5000], dtype=np.int64)
+    blocks = np.array([0, 1, 2, 1000, 5000, 9000, 13000, 17000, 21000], dtype=np.int64)
     trace = pd.DataFrame(
-        {"instr_id": np.arange(5), "pc": np.zeros(5, np.uint64), "block_address": blocks}
+        {"instr_id": np.arange(9), "pc": np.zeros(9, np.uint64), "block_address": blocks}
     )
     arrays = build_split_arrays(trace, history=2, look_forward=4, delta_bound=8)
-    # samples at accesses 1..4: 1 (-> 2) kept; 2, 3 have only far deltas; 4 has no future
+    # samples at accesses 1..4 (5.. have no complete window): 1 (-> 2) kept; 2..4 only far deltas
     np.testing.assert_array_equal(arrays["instr_id"], [1])
 
 
@@ -135,10 +135,11 @@ def test_split_by_instr_id_val_blocks_sample_the_whole_train_region():
 
 
 def test_build_pieces_arrays_windows_never_span_a_gap():
-    trace = _trace(60)
-    pieces = [trace.iloc[:25].reset_index(drop=True), trace.iloc[35:].reset_index(drop=True)]
+    trace = _trace(120)
+    pieces = [trace.iloc[:50].reset_index(drop=True), trace.iloc[60:].reset_index(drop=True)]
     arrays = build_pieces_arrays(pieces, history=10, look_forward=16, delta_bound=128)
     first, second = (build_split_arrays(p, history=10, look_forward=16) for p in pieces)
+    assert len(first["labels"]) > 0 and len(second["labels"]) > 0
     assert len(arrays["labels"]) == len(first["labels"]) + len(second["labels"])
     # the first sample of the second piece has its whole history inside that piece
     second_ids = arrays["instr_id"][len(first["labels"]) :]
@@ -179,3 +180,15 @@ def test_save_load_round_trip(tmp_path):
         assert loaded[key].dtype == value.dtype, key
         np.testing.assert_array_equal(loaded[key], value)
     assert [p.name for p in path.parent.iterdir()] == ["train.npz"]  # no temp file left
+
+
+def test_build_split_arrays_keeps_only_complete_label_windows():
+    """A sample whose look-forward window would cross the piece's end is dropped, not cut."""
+    blocks = np.arange(100, dtype=np.int64) + 5000  # stride 1: a full window sets bits +1..+4
+    trace = pd.DataFrame(
+        {"instr_id": np.arange(100), "pc": np.zeros(100, np.uint64), "block_address": blocks}
+    )
+    arrays = build_split_arrays(trace, history=2, look_forward=4, delta_bound=8)
+    np.testing.assert_array_equal(arrays["instr_id"], np.arange(1, 96))
+    assert (arrays["labels"].sum(axis=1) == 4).all()
+    assert arrays["labels"][:, :4].all()

@@ -87,3 +87,15 @@ def test_standard_kd_is_one_teacher_and_missing_teacher_raises():
     assert (logits == 3.0).all()
     with pytest.raises(ValueError, match="no teacher for cluster ids \\[1\\]"):
         teacher_soft_logits({0: _ConstantTeacher(3.0)}, inputs, np.array([0, 1, 0, 0]), 3, "cpu")
+
+
+def test_soft_term_is_scaled_by_t_squared_unless_switched_off():
+    student, teacher, labels = _batch()
+    scaled = kd_loss(student, teacher, labels, alpha=0.0, temperature=5.0)
+    unscaled = kd_loss(student, teacher, labels, alpha=0.0, temperature=5.0, scale_soft_by_t2=False)
+    torch.testing.assert_close(scaled, 25.0 * unscaled)
+    # At T=1 the two forms agree, so PaCKD's default setting is the same either way.
+    torch.testing.assert_close(
+        kd_loss(student, teacher, labels, alpha=0.3, temperature=1.0),
+        kd_loss(student, teacher, labels, alpha=0.3, temperature=1.0, scale_soft_by_t2=False),
+    )

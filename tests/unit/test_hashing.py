@@ -279,3 +279,16 @@ def test_compress_model_rejects_bad_kind_and_containers():
         compress_model(nn.Sequential(nn.Linear(4, 4)), "roast", 100, seed=0)
     with pytest.raises(ValueError, match="not made by compress_model"):
         hashing_header(nn.Linear(4, 4))
+
+
+def test_a_tiny_budget_gets_a_smaller_tile_that_fits() -> None:
+    from packd.hashing import fitting_tile
+
+    assert fitting_tile(100_000, (32, 32)) == (32, 32)
+    assert fitting_tile(876, (32, 32)) == (8, 8)
+    assert fitting_tile(3, (32, 32)) == (1, 1)
+    model = build_model("lstm", {"hidden": 16, "layers": 1})
+    dense = sum(p.numel() for n, p in model.named_parameters() if "bias" in n)
+    compressed = compress_model(model, "roast", dense + 500, seed=0)
+    assert sum(p.numel() for p in compressed.parameters()) == dense + 500
+    assert compressed.hashing_spec.tile == (4, 4)

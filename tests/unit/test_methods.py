@@ -14,6 +14,7 @@ from packd.methods import (
     method_of,
     method_rank,
     method_settings,
+    names_in_folder,
     names_with_role,
     sweep_method_name,
     trained_model_regex,
@@ -52,8 +53,10 @@ def test_every_distilled_method_names_its_kd_settings_in_the_config() -> None:
 def test_regexes_match_exactly_the_registry_and_sweeps() -> None:
     trained = re.compile(f"^(?:{trained_model_regex()})$")
     evaluated = re.compile(f"^(?:{evaluated_model_regex()})$")
-    for name in names_with_role("student", "baseline"):
-        assert trained.match(name) and evaluated.match(name)
+    for name in METHODS:
+        assert evaluated.match(name)
+        # The student rule trains exactly the models whose checkpoints live in results/students.
+        assert bool(trained.match(name)) == (name in names_in_folder("students"))
     for name in names_with_role("teacher", "routed_teachers"):
         assert evaluated.match(name) and not trained.match(name)
     sweep = sweep_method_name("a", 3, 0.5, 1.0)

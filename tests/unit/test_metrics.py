@@ -102,3 +102,48 @@ def test_best_threshold_with_every_score_equal():
     labels = np.array([[1, 0], [0, 1], [0, 0]], dtype=bool)
     scores = np.full(labels.shape, 0.25, dtype=np.float32)
     assert best_threshold(labels, scores) == pytest.approx((0.25, 2 * 2 / (6 + 2)))
+
+
+def test_authors_protocol_takes_every_figure_from_the_test_selected_epoch() -> None:
+    from packd.metrics import authors_protocol
+
+    def record(epoch: int, f1: float) -> dict:
+        return {
+            "epoch": epoch,
+            "test_f1_best_threshold": f1,
+            "test_best_threshold": 0.1 * epoch,
+            "test_precision_best_threshold": 0.01 * epoch,
+            "test_recall_best_threshold": 0.02 * epoch,
+        }
+
+    final = {
+        "test_selected_f1": 0.55,
+        "test_selected_threshold": 0.5,
+        "test_selected_precision": 0.6,
+        "test_selected_recall": 0.5,
+    }
+    chosen = authors_protocol([record(1, 0.5), record(2, 0.7), record(3, 0.6)], final)
+    assert chosen == {
+        "test_selected_f1": 0.7,
+        "test_selected_threshold": 0.2,
+        "test_selected_precision": 0.02,
+        "test_selected_recall": 0.04,
+        "test_selected_epoch": 2,
+    }
+    # No test records (several routed models): the threshold alone was chosen on test.
+    assert authors_protocol([], final) == {**final, "test_selected_epoch": None}
+
+
+def test_top_k_and_average_precision() -> None:
+    from packd.metrics import micro_average_precision, top_k_precision_recall
+
+    labels = np.array([[1, 0, 1, 0], [0, 1, 0, 0]], dtype=bool)
+    scores = np.array([[0.9, 0.8, 0.1, 0.0], [0.2, 0.3, 0.1, 0.0]])
+    # top 2: sample 0 -> bits 0, 1 (one hit), sample 1 -> bits 1, 0 (one hit)
+    assert top_k_precision_recall(labels, scores, 2) == {
+        "precision_at_degree": 0.5,
+        "recall_at_degree": 2 / 3,
+    }
+    perfect = np.where(labels, 1.0, 0.0)
+    assert micro_average_precision(labels, perfect) == pytest.approx(1.0)
+    assert micro_average_precision(labels, scores) < 1.0

@@ -18,11 +18,13 @@ from packd.models import (
 )
 
 SMALL_SIZES = {
+    "frequency": {},
+    "mlp": {"hidden": 8},
     "lstm": {"hidden": 8, "layers": 2},
     "mixer": {"dim": 8, "depth": 2},
     "resnet": {"block": "bottleneck", "layers": [1, 1], "width": 4},
 }
-# Paper figures (notes/packd-method.md); the LSTM teacher is 5.26 M with 10 inputs per step
+# The authors' counts (docs/method.md, section 3); LSTM teacher: 5.26 M with 10 inputs a step
 PAPER_PARAMS = {
     "lstm": (5.26e6, 6.1e3),
     "mixer": (5.48e6, 10.2e3),
@@ -139,3 +141,22 @@ def test_init_output_bias_rejects_labels_of_another_width():
     model = build_model("lstm", {"hidden": 4, "layers": 1})
     with pytest.raises(ValueError, match="do not fit 256"):
         init_output_bias(model, np.zeros((10, 8), dtype=bool))
+
+
+@pytest.mark.parametrize("arch", ["lstm", "mixer", "resnet"])
+@pytest.mark.parametrize("factor", [0.5, 4.0])
+def test_size_for_budget_is_the_closest_width(arch, factor):
+    from packd.models import WIDTH_KEYS, size_for_budget
+
+    student = SMALL_SIZES[arch]
+    budget = int(factor * count_parameters(build_model(arch, student)))
+    size = size_for_budget(arch, student, budget)
+    key = WIDTH_KEYS[arch]
+    assert {k: v for k, v in size.items() if k != key} == {
+        k: v for k, v in student.items() if k != key
+    }
+    error = abs(count_parameters(build_model(arch, size)) - budget)
+    for neighbour in (size[key] - 1, size[key] + 1):
+        if neighbour >= 1:
+            other = count_parameters(build_model(arch, {**size, key: neighbour}))
+            assert error <= abs(other - budget)

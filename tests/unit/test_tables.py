@@ -1,8 +1,6 @@
-"""Tables: the long-form main table, its summary, and the paired bootstrap."""
+"""Tables: the long-form main table, its summary over seeds, and significance by seed."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -10,10 +8,6 @@ import pytest
 from scipy import stats
 
 from packd.tables import (
-    _bootstrap_f1,
-    _bootstrap_summary,
-    _bootstrap_weights,
-    f1_from_counts,
     main_summary,
     main_table,
     relative_improvement,
@@ -41,6 +35,11 @@ def metrics_entry(app: str, arch: str, method: str, f1: float, params: int) -> d
         "latency_b1_s": 1e-4,
         "latency_b1024_s": 1e-6,
         "trained_on": ["cpu"],
+        "seed": 1,
+        "val_f1": f1,
+        "average_precision": f1,
+        "precision_at_degree": f1,
+        "recall_at_degree": f1,
     }
 
 
@@ -76,52 +75,45 @@ def test_summary_means_and_relative_gains(table: pd.DataFrame) -> None:
     assert relative_improvement(0.5, 0.4) == pytest.approx(25.0)
 
 
-def test_f1_from_counts_matches_definition() -> None:
-    counts = np.array([[3, 1, 0], [1, 0, 2]])  # tp 4, fp 1, fn 2
-    assert f1_from_counts(counts) == pytest.approx(8 / 11)
+def _seeded_table(differences: dict[int, list[float]]) -> pd.DataFrame:
+    """Main-table rows: no_kd at 0.5 in every cell; packd at 0.5 + the seed's cell differences."""
+    rows = []
+    for seed, cell_differences in differences.items():
+        for (app, arch), difference in zip(
+            [("bc", "lstm"), ("pr", "lstm"), ("bc", "mixer"), ("pr", "mixer")],
+            cell_differences,
+            strict=True,
+        ):
+            for method, f1 in (("no_kd", 0.5), ("packd", 0.5 + difference)):
+                rows.append(
+                    {"app": app, "arch": arch, "method": method, "seed": seed, "f1": f1,
+                     "protocol": "validation"}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
-def test_bootstrap_finds_a_real_gain_and_not_a_null_one() -> None:
-    rng = np.random.default_rng(0)
-    n = 2000
-    labels = rng.random((n, 64)) < 0.2
-    better = labels ^ (rng.random((n, 64)) < 0.05)
-    worse = labels ^ (rng.random((n, 64)) < 0.15)
-
-    def counts(predicted: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [
-                (labels & predicted).sum(1),
-                (~labels & predicted).sum(1),
-                (labels & ~predicted).sum(1),
-            ],
-            axis=1,
-        )
-
-    real = paired_bootstrap([(counts(better), counts(worse))], n_draws=300, seed=1)
-    assert real["ci95_low"] > 0 and real["share_of_draws_above_0"] == 1.0
-    null = paired_bootstrap([(counts(better), counts(better))], n_draws=300, seed=1)
-    assert null["mean_f1_difference"] == 0 and null["ci95_low"] == null["ci95_high"] == 0
+def test_significance_takes_the_seed_as_the_unit() -> None:
+    table = _seeded_table({1: [0.01, 0.03, 0.02, 0.02], 2: [0.02, 0.02, 0.04, 0.04]})
+    result = significance_table(table).set_index(["comparison", "arch"])
+    row = result.loc[("packd - no_kd", "all")]
+    # Per-seed means over the 4 cells: 0.02 and 0.03; the test is on these two numbers only.
+    assert row["seed1"] == pytest.approx(0.02) and row["seed2"] == pytest.approx(0.03)
+    assert row["seeds"] == 2 and row["cells"] == 4
+    assert row["mean_f1_difference"] == pytest.approx(0.025)
+    assert row["sd_over_seeds"] == pytest.approx(0.01 / np.sqrt(2))
+    t_value = 0.025 / (0.01 / np.sqrt(2) / np.sqrt(2))
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(t_value, 1))
+    assert row["ci95_low"] < 0.025 < row["ci95_high"]
+    lstm = result.loc[("packd - no_kd", "lstm")]
+    assert lstm["seed1"] == pytest.approx(0.02) and lstm["cells"] == 2
+    # Counted as 8 independent cells, the same numbers would look far more certain.
+    cells = np.array([0.01, 0.03, 0.02, 0.02, 0.02, 0.02, 0.04, 0.04])
+    assert stats.ttest_1samp(cells, 0).pvalue < row["p_value"]
 
 
-def test_significance_table_covers_comparisons_per_arch() -> None:
-    rng = np.random.default_rng(0)
-    counts = {
-        (app, arch, method): rng.integers(0, 5, size=(100, 3))
-        for app in ("bc", "pr")
-        for arch in ("lstm", "mixer")
-        for method in ("teacher", "packd", "standard_kd", "no_kd")
-    }
-    result = significance_table(counts, n_draws=50)
-    assert set(result["arch"]) == {"all", "lstm", "mixer"}
-    assert set(result["comparison"]) == {
-        "packd - standard_kd",
-        "packd - no_kd",
-        "standard_kd - no_kd",
-        "packd - teacher",
-    }
-    assert (result["ci95_low"] <= result["ci95_high"]).all()
-    assert (result.loc[result["arch"] == "all", "cells"] == 4).all()
+def test_significance_with_one_seed_has_no_test() -> None:
+    result = significance_table(_seeded_table({3: [0.01, 0.03, 0.02, 0.02]}))
+    assert result["p_value"].isna().all() and (result["seeds"] == 1).all()
 
 
 def _seed_run(f1: dict[tuple[str, str, str], float]) -> pd.DataFrame:
@@ -163,35 +155,19 @@ def test_seed_noise_table_measures_spread_and_sign_agreement() -> None:
         seed_noise_table({"s1": run_a})
 
 
-def test_significance_table_one_cell_equals_paired_bootstrap() -> None:
-    rng = np.random.default_rng(3)
-    counts = {("bc", "lstm", m): rng.integers(0, 6, size=(300, 3)) for m in ("packd", "no_kd")}
-    row = significance_table(counts, n_draws=200, seed=7).iloc[0]
-    direct = paired_bootstrap(
-        [(counts[("bc", "lstm", "packd")], counts[("bc", "lstm", "no_kd")])], n_draws=200, seed=7
-    )
-    assert row["comparison"] == "packd - no_kd"
-    for column in ("mean_f1_difference", "ci95_low", "ci95_high", "share_of_draws_above_0"):
-        assert row[column] == pytest.approx(direct[column])
-    counts[("bc", "mixer", "packd")] = rng.integers(0, 6, size=(299, 3))
-    with pytest.raises(ValueError, match="different test sets"):
-        significance_table(counts, n_draws=10)
+def test_frontier_table_averages_apps_then_seeds() -> None:
+    from packd.tables import frontier_table
 
-
-def paired_bootstrap(
-    cells: Sequence[tuple[np.ndarray, np.ndarray]], n_draws: int = 1000, seed: int = 0
-) -> dict[str, float]:
-    """Mean over cells of F1(a) - F1(b), with a 95% interval from resampling test samples.
-
-    Each cell (an app and arch) holds per-sample counts of models a and b on the same test
-    samples; both are resampled with the same indices, so the interval reflects how much the
-    difference depends on which test samples were drawn. Cells are resampled independently.
-    """
-    rng = np.random.default_rng(seed)
-    differences = np.zeros(n_draws)
-    observed = 0.0
-    for counts_a, counts_b in cells:
-        weights = _bootstrap_weights(rng, len(counts_a), n_draws)
-        differences += _bootstrap_f1(counts_a, weights) - _bootstrap_f1(counts_b, weights)
-        observed += f1_from_counts(counts_a) - f1_from_counts(counts_b)
-    return _bootstrap_summary(observed / len(cells), differences / len(cells), len(cells))
+    metrics = [
+        {"arch": "lstm", "method": method, "seed": seed, "app": app, "params": params, "f1": f1}
+        for method, params in (("roast-x0.5", 500), ("roast", 1000), ("teacher", 90_000))
+        for seed in (1, 2)
+        for app, f1 in (("bc", 0.2 + 0.1 * seed), ("pr", 0.6))
+    ]
+    table = frontier_table(metrics).set_index(["method", "budget_factor"])
+    assert list(table.index) == [("teacher", 1.0), ("roast", 0.5), ("roast", 1.0)]
+    row = table.loc[("roast", 0.5)]
+    # per seed: (0.3 + 0.6) / 2 = 0.45 and (0.4 + 0.6) / 2 = 0.5
+    assert row["f1"] == pytest.approx(0.475) and row["seeds"] == 2
+    assert row["f1_sd"] == pytest.approx(np.std([0.45, 0.5], ddof=1))
+    assert row["params"] == 500

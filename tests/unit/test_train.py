@@ -110,3 +110,25 @@ def test_resolve_device():
     assert resolve_device("auto").type in {"cpu", "cuda"}
     with pytest.raises(ValueError):
         resolve_device("tpu")
+
+
+def test_no_early_stop_on_the_label_frequency_plateau() -> None:
+    """A model whose validation F1 never rises above the plateau trains every epoch."""
+    from packd.train import frequency_f1
+
+    rng = np.random.default_rng(0)
+    labels = rng.random((256, 256)) < 0.05
+    inputs = rng.random((256, 10, 10)).astype(np.float32)  # noise: nothing to learn
+    plateau = frequency_f1(labels, labels)
+    common = dict(loss="bce", epochs=6, lr=1e-6, batch_size=128, patience=1, seed=0, device="cpu")
+    guarded = train_model(
+        build_model("lstm", {"hidden": 4, "layers": 1}), (inputs, labels), (inputs, labels),
+        plateau_f1=1.0, **common,
+    )  # fmt: skip
+    assert len(guarded.history) == 6 and guarded.stop_reason == "max epochs"
+    free = train_model(
+        build_model("lstm", {"hidden": 4, "layers": 1}), (inputs, labels), (inputs, labels),
+        **common,
+    )  # fmt: skip
+    assert len(free.history) < 6
+    assert 0 < plateau < 1

@@ -6,18 +6,18 @@ rule cluster:
     input:
         unpack(get_dataset_splits),
     output:
-        assignments="results/clusters/{app}/{features}-k{k}.parquet",
-        sizes="results/clusters/{app}/{features}-k{k}.sizes.csv",
+        assignments="results/clusters/seed{seed}/{app}/{features}-k{k}.parquet",
+        sizes="results/clusters/seed{seed}/{app}/{features}-k{k}.sizes.csv",
         figure=report(
-            "results/clusters/{app}/{features}-k{k}.png",
+            "results/clusters/seed{seed}/{app}/{features}-k{k}.png",
             caption="../report/cluster_figure.rst",
             category="2. Clusters",
             subcategory="{app}",
         ),
     log:
-        "logs/cluster/cluster-{app}-{features}-k{k}.log",
+        "logs/cluster/seed{seed}/cluster-{app}-{features}-k{k}.log",
     benchmark:
-        "benchmarks/cluster/cluster-{app}-{features}-k{k}.tsv"
+        "benchmarks/cluster/seed{seed}/cluster-{app}-{features}-k{k}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -25,7 +25,7 @@ rule cluster:
         mem_mb=4000,
         runtime=20,
     params:
-        seed=config["seed"],
+        seed=get_seed,
         n_init=config["cluster"].get("n_init", 10),
         min_cluster_fraction=config["cluster"].get("min_cluster_fraction", 0.01),
     script:

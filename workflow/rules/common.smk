@@ -1,9 +1,19 @@
+import sys
 from pathlib import Path
 
 from packd.config import validate_config
+from packd.prefetch import CLASSIC_PREFETCHERS, DEFAULT_DISTANCE
+from packd.stages.blockwise import block_count, blockwise_settings, replacement_size_of
+from packd.tracing import command_program_path
 from packd.methods import (
+    FRONTIER_METHOD_REGEX,
     METHODS,
+    frontier_method_name,
+    SWEEP_METHOD_REGEX,
+    checkpoint_paths,
     evaluated_model_regex,
+    method_of,
+    names_in_folder,
     method_settings,
     sweep_method_name,
     trained_model_regex,
@@ -14,8 +24,11 @@ validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema
 
 ARCHS = config["archs"]
 APPS = list(config["apps"])
-EVALUATED_MODELS = list(METHODS)
+EVALUATED_MODELS = config.get("methods") or list(METHODS)
 SWEEPS = ["k", "kd", "features"]
+# Each training seed replicates clustering, every model's initialisation and its batch order; the
+# traces and datasets are shared (the dataset's random subset takes `seed`).
+SEEDS = config.get("seeds") or [config["seed"]]
 
 
 def apps_of_kind(kind):
@@ -32,9 +45,11 @@ wildcard_constraints:
     app=alternatives(APPS),
     arch=alternatives(ARCHS),
     split="train|val|test",
+    seed=alternatives([str(seed) for seed in SEEDS]),
     features="[adi]",
     k=r"\d+",
     c=r"\d+",
+    factor=r"[0-9.]+",
     variant="sancov|plain",
     sweep=alternatives(SWEEPS),
     method=trained_model_regex(),
@@ -57,11 +72,22 @@ def get_kernel_binary(wildcards):
     """The compiled graph kernels the app needs (instrumented for sancov, plain for lackey) and
     their tool versions, which the trace's metadata records."""
     source = config["apps"][wildcards.app]
+    if "command" in source:
+        # A rebuilt program must be traced again.
+        program = command_program_path(source["command"], Path(get_command_dir()))
+        return {"program": program[0]} if program else {}
     if "kernel" not in source:
         return {}
     variant = "sancov" if config["tracing"]["backend"] == "sancov" else "plain"
     binary = f"results/bin/graphkernels-{variant}"
     return {"binary": binary, "versions": f"{binary}.json"}
+
+
+def get_command_dir():
+    """The folder an app's relative command resolves against and runs in: the config file's."""
+    if workflow.configfiles:
+        return str(Path(workflow.configfiles[-1]).resolve().parent)
+    return str(Path.cwd())
 
 
 def get_import_path(wildcards):
@@ -75,15 +101,22 @@ def get_dataset_splits(wildcards):
     }
 
 
+def get_seed(wildcards):
+    return int(wildcards.seed)
+
+
 def get_default_clusters(wildcards):
     features, k = config["cluster"]["features"], config["cluster"]["k"]
-    return f"results/clusters/{wildcards.app}/{features}-k{k}.parquet"
+    return (
+        f"results/clusters/seed{wildcards.seed}/{wildcards.app}/{features}-k{k}.parquet"
+    )
 
 
-def get_cluster_teachers(app, arch, features, k):
+def get_cluster_teachers(seed, app, arch, features, k):
     """One teacher checkpoint per cluster of this feature set and k."""
     return [
-        f"results/teachers/{app}/{arch}/{features}-k{k}/c{c}.pt" for c in range(int(k))
+        f"results/teachers/seed{seed}/{app}/{arch}/{features}-k{k}/c{c}.pt"
+        for c in range(int(k))
     ]
 
 
@@ -98,49 +131,65 @@ def get_student_inputs(wildcards):
     inputs = get_dataset_splits(wildcards)
     if settings["soft_targets"] == "cluster_teachers":
         inputs["clusters"] = (
-            f"results/clusters/{wildcards.app}/{settings['features']}-k{settings['k']}.parquet"
+            f"results/clusters/seed{wildcards.seed}/{wildcards.app}/"
+            f"{settings['features']}-k{settings['k']}.parquet"
         )
         inputs["teachers"] = get_cluster_teachers(
-            wildcards.app, wildcards.arch, settings["features"], settings["k"]
+            wildcards.seed,
+            wildcards.app,
+            wildcards.arch,
+            settings["features"],
+            settings["k"],
         )
     elif settings["soft_targets"] == "whole_app_teacher":
         inputs["teachers"] = [
-            f"results/teachers/{wildcards.app}/{wildcards.arch}/all.pt"
+            f"results/teachers/seed{wildcards.seed}/{wildcards.app}/{wildcards.arch}/all.pt"
         ]
     return inputs
 
 
 def get_evaluate_inputs(wildcards):
-    """The checkpoint(s) behind one evaluated model, with the data to score them on."""
-    app, arch, model = wildcards.app, wildcards.arch, wildcards.model
+    """The checkpoint(s) behind one evaluated model, with the data to score them on (and the
+    clusters that route samples to the cluster teachers)."""
+    features, k = config["cluster"]["features"], config["cluster"]["k"]
     inputs = get_dataset_splits(wildcards)
-    role = METHODS[model].role if model in METHODS else "student"
-    if role == "teacher":
-        inputs["checkpoints"] = [f"results/teachers/{app}/{arch}/all.pt"]
-    elif role == "routed_teachers":
-        features, k = config["cluster"]["features"], config["cluster"]["k"]
-        inputs["checkpoints"] = get_cluster_teachers(app, arch, features, k)
+    inputs["checkpoints"] = checkpoint_paths(
+        wildcards.model, wildcards.seed, wildcards.app, wildcards.arch, features, k
+    )
+    if method_of(wildcards.model).role == "routed_teachers":
         inputs["clusters"] = get_default_clusters(wildcards)
-    else:
-        inputs["checkpoints"] = [f"results/students/{app}/{arch}/{model}.pt"]
+    return inputs
+
+
+def get_evaluate_cell_inputs(wildcards):
+    """The data, every main-table model's checkpoint(s) (named by the model) and the clusters
+    that route samples to the cluster teachers."""
+    features, k = config["cluster"]["features"], config["cluster"]["k"]
+    inputs = get_dataset_splits(wildcards)
+    for model in EVALUATED_MODELS:
+        inputs[model] = checkpoint_paths(
+            model, wildcards.seed, wildcards.app, wildcards.arch, features, k
+        )
+    inputs["clusters"] = get_default_clusters(wildcards)
     return inputs
 
 
 def get_main_metrics():
     return expand(
-        "results/metrics/{app}/{arch}/{model}.json",
+        "results/metrics/seed{seed}/{app}/{arch}/{model}.json",
+        seed=SEEDS,
         app=APPS,
         arch=ARCHS,
         model=EVALUATED_MODELS,
     )
 
 
-def get_main_counts():
+def get_teacher_selections():
     return expand(
-        "results/metrics/{app}/{arch}/{model}.counts.npz",
+        "results/teachers/seed{seed}/{app}/{arch}/selection.json",
+        seed=SEEDS,
         app=APPS,
         arch=ARCHS,
-        model=EVALUATED_MODELS,
     )
 
 
@@ -168,7 +217,8 @@ def get_sweep_methods(sweep):
 
 def get_sweep_metrics(wildcards):
     return expand(
-        "results/metrics/{app}/{arch}/{model}.json",
+        "results/metrics/seed{seed}/{app}/{arch}/{model}.json",
+        seed=SEEDS,
         app=APPS,
         arch=ARCHS,
         model=get_sweep_methods(wildcards.sweep),
@@ -211,6 +261,13 @@ def get_trace_output():
     return ["results/traces/summary.csv", *expand("results/traces/{app}.png", app=APPS)]
 
 
+def get_config_name():
+    """The config file this run read (config.yaml unless --configfile)."""
+    if workflow.configfiles:
+        return Path(workflow.configfiles[-1]).name
+    return "config.yaml"
+
+
 def get_final_output():
     final_output = [
         *get_trace_output(),
@@ -218,6 +275,8 @@ def get_final_output():
         "results/tables/main.md",
         "results/tables/main_summary.csv",
         "results/tables/main_summary.md",
+        "results/tables/ceiling.csv",
+        "results/tables/teacher_selection.csv",
         "results/tables/compression.csv",
         "results/tables/compression.md",
         "results/tables/significance.csv",
@@ -225,6 +284,8 @@ def get_final_output():
         "results/figures/training_curves.png",
         "results/figures/main_f1.png",
     ]
+    final_output += get_prefetch_output()
+    final_output.append("results/results.md")
     if config["sweeps"]["run"]:
         final_output += get_sweep_output()
     return final_output
@@ -238,13 +299,209 @@ def get_kernel_sources():
     return sorted(str(path) for path in KERNEL_DIR.glob("*.[ch]"))
 
 
+def get_lr_factors():
+    """The whole-app teacher's learning-rate grid, as factors of the arch's teacher rate."""
+    return config["train"].get("teacher_grid", {}).get("lr_factor", [1.0])
+
+
+def format_factor(factor):
+    return f"{float(factor):g}"
+
+
+def get_lr_factor(wildcards):
+    return float(wildcards.factor)
+
+
+def get_teacher_candidates(wildcards):
+    return [
+        f"results/teachers/seed{wildcards.seed}/{wildcards.app}/{wildcards.arch}/grid/"
+        f"lr{format_factor(factor)}.pt"
+        for factor in get_lr_factors()
+    ]
+
+
 def get_teacher_size(wildcards):
     return config["models"][wildcards.arch]["teacher"]
 
 
-def get_student_size(wildcards):
-    return config["models"][wildcards.arch]["student"]
+def get_model_sizes(wildcards):
+    """Teacher and student sizes of the arch: students, baselines and hashed models use both."""
+    return config["models"][wildcards.arch]
 
 
 def get_method_settings_of_job(wildcards):
     return get_method_settings(wildcards.method)
+
+
+# Blockwise distillation (workflow/rules/blockwise.smk)
+BLOCKWISE = blockwise_settings(config.get("blockwise"))
+BLOCKWISE_METHODS = names_in_folder("blockwise")
+
+
+def get_replacement_size(wildcards):
+    return replacement_size_of(BLOCKWISE, wildcards.arch)
+
+
+def get_layers_per_block(wildcards):
+    return BLOCKWISE["layers_per_block"][wildcards.arch]
+
+
+def get_block_checkpoints(wildcards):
+    """One trained replacement per block of the app's whole-app teacher."""
+    blocks = block_count(
+        wildcards.arch,
+        config["models"][wildcards.arch]["teacher"],
+        BLOCKWISE["layers_per_block"][wildcards.arch],
+    )
+    return expand(
+        "results/blockwise/seed{seed}/{app}/{arch}/block{block}.pt",
+        seed=wildcards.seed,
+        app=wildcards.app,
+        arch=wildcards.arch,
+        block=range(blocks),
+    )
+
+
+def get_blockwise_inputs(wildcards):
+    """A student's inputs (data, and cluster teachers and clusters for PaCKD's soft targets),
+    the teacher that was cut and its trained replacement blocks."""
+    inputs = get_student_inputs(wildcards)
+    inputs["cut_teacher"] = (
+        f"results/teachers/seed{wildcards.seed}/{wildcards.app}/{wildcards.arch}/all.pt"
+    )
+    inputs["blocks"] = get_block_checkpoints(wildcards)
+    return inputs
+
+
+def get_block_runtime(wildcards, attempt):
+    """Minutes for one block job (generous: 2 min per epoch)."""
+    return (10 + 2 * BLOCKWISE["block"]["epochs"]) * attempt
+
+
+def get_sequential_runtime(wildcards, attempt):
+    """Minutes for all blocks of one teacher, one after another."""
+    return get_block_runtime(wildcards, attempt) * len(get_block_checkpoints(wildcards))
+
+
+def get_fine_tune_runtime(wildcards, attempt):
+    """Minutes to fine-tune one assembled student (generous: 2 min per epoch)."""
+    epochs = BLOCKWISE["fine_tune"]["epochs"] or config["train"]["student"]["epochs"]
+    return (10 + 2 * epochs) * attempt
+
+
+def get_blockwise_sequential_output():
+    """The sequential baseline's blocks of every seed, app and arch (target blockwise_sequential)."""
+    return expand(
+        "results/blockwise/seed{seed}/{app}/{arch}/sequential",
+        seed=SEEDS,
+        app=APPS,
+        arch=ARCHS,
+    )
+
+
+# Prefetch evaluation (workflow/rules/prefetch.smk)
+PREFETCH_DISTANCE = DEFAULT_DISTANCE
+
+
+def get_prefetch_degree():
+    """Prefetches per load, as in the ML Prefetching Competition (default 2)."""
+    return config["evaluate"].get("prefetch_degree", 2)
+
+
+def get_prefetch_max_accesses():
+    """The first test-range accesses replayed per app: bounds the scoring and replay time."""
+    return config["evaluate"].get("prefetch_max_accesses", 50_000)
+
+
+def get_prefetch_keys():
+    """ "arch/model" for every evaluated model, then "classic/prefetcher"."""
+    return [
+        *(f"{arch}/{model}" for arch in ARCHS for model in EVALUATED_MODELS),
+        *(f"classic/{name}" for name in CLASSIC_PREFETCHERS),
+    ]
+
+
+def get_prefetch_app_files(suffix):
+    return [
+        f"results/prefetch/seed{{seed}}/{{app}}/{key}{suffix}"
+        for key in get_prefetch_keys()
+    ]
+
+
+def get_prefetch_app_inputs(wildcards):
+    """The trace, the splits and clusters (to route the cluster teachers), and each model's
+    checkpoints and metrics (its validation threshold)."""
+    features, k = config["cluster"]["features"], config["cluster"]["k"]
+    inputs = {
+        "trace": f"results/traces/{wildcards.app}.parquet",
+        **get_dataset_splits(wildcards),
+        "clusters": get_default_clusters(wildcards),
+    }
+    for arch in ARCHS:
+        for model in EVALUATED_MODELS:
+            inputs[f"checkpoints_{arch}__{model}"] = checkpoint_paths(
+                model, wildcards.seed, wildcards.app, arch, features, k
+            )
+            inputs[f"metrics_{arch}__{model}"] = (
+                f"results/metrics/seed{wildcards.seed}/{wildcards.app}/{arch}/{model}.json"
+            )
+    return inputs
+
+
+def get_prefetch_cluster_settings(wildcards):
+    """The cluster rule's settings, for the routed teachers to refit the same clusters."""
+    cluster = config["cluster"]
+    return {
+        "features": cluster["features"],
+        "k": cluster["k"],
+        "seed": int(wildcards.seed),
+        "n_init": cluster.get("n_init", 10),
+        "min_cluster_fraction": cluster.get("min_cluster_fraction", 0.01),
+    }
+
+
+def get_prefetch_reports():
+    """The replay JSON of every model and classic prefetcher, every seed and app."""
+    return expand(
+        "results/prefetch/seed{seed}/{app}/{key}.json",
+        seed=SEEDS,
+        app=APPS,
+        key=get_prefetch_keys(),
+    )
+
+
+def get_prefetch_output():
+    """The prefetch table (CSV and Markdown) and figure."""
+    return [
+        "results/tables/prefetch.csv",
+        "results/tables/prefetch.md",
+        "results/figures/prefetch.png",
+    ]
+
+
+# The F1-versus-memory frontier (target `frontier`)
+def get_frontier_models():
+    """Every model of the frontier: each method at each budget factor, the teacher (the
+    ceiling) and the blockwise students (at their own size)."""
+    frontier = config.get("frontier", {})
+    models = [
+        frontier_method_name(method, factor)
+        for method in frontier.get(
+            "methods", ["no_kd", "packd", "roast", "roast_packd", "hashednet"]
+        )
+        for factor in frontier.get("budgets", [0.5, 1.0, 4.0])
+    ]
+    models += [
+        name for name in ["teacher", *BLOCKWISE_METHODS] if name in EVALUATED_MODELS
+    ]
+    return models
+
+
+def get_frontier_metrics():
+    return expand(
+        "results/metrics/seed{seed}/{app}/{arch}/{model}.json",
+        seed=SEEDS,
+        app=APPS,
+        arch=ARCHS,
+        model=get_frontier_models(),
+    )

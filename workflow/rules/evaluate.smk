@@ -1,17 +1,50 @@
 # Evaluate: micro-F1 on test at the threshold chosen on validation (and the authors' protocol,
-# labelled), precision, recall, size and CPU latency of every model.
+# labelled), average precision, top-k at the prefetch degree, size and CPU latency of every model.
+# One job per (seed, app, arch) scores all of the cell's models on data loaded once.
 
 
+rule evaluate_cell:
+    input:
+        unpack(get_evaluate_cell_inputs),
+    output:
+        metrics=expand(
+            "results/metrics/seed{{seed}}/{{app}}/{{arch}}/{model}.json",
+            model=EVALUATED_MODELS,
+        ),
+    log:
+        "logs/evaluate/seed{seed}/{app}/{arch}.log",
+    benchmark:
+        "benchmarks/evaluate/seed{seed}/{app}/{arch}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=get_train_mem_mb,
+        runtime=30,
+        gpu=get_gpus(),
+    params:
+        models=EVALUATED_MODELS,
+        latency_repeats=config["evaluate"].get("latency_repeats", 200),
+        device=config["train"].get("device", "auto"),
+        batch_size=1024,
+        degree=config["evaluate"].get("prefetch_degree", 2),
+        seed=get_seed,
+    script:
+        "../scripts/evaluate_cell.py"
+
+
+# The sweeps' PaCKD variants and the frontier's other budgets, one job each.
 rule evaluate:
     input:
         unpack(get_evaluate_inputs),
     output:
-        metrics="results/metrics/{app}/{arch}/{model}.json",
-        counts="results/metrics/{app}/{arch}/{model}.counts.npz",
+        metrics="results/metrics/seed{seed}/{app}/{arch}/{model}.json",
     log:
-        "logs/evaluate/{app}/{arch}/{model}.log",
+        "logs/evaluate/seed{seed}/{app}/{arch}/{model}.log",
     benchmark:
-        "benchmarks/evaluate/{app}/{arch}/{model}.tsv"
+        "benchmarks/evaluate/seed{seed}/{app}/{arch}/{model}.tsv"
+    wildcard_constraints:
+        model=f"{SWEEP_METHOD_REGEX}|{FRONTIER_METHOD_REGEX}",
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -23,5 +56,7 @@ rule evaluate:
         latency_repeats=config["evaluate"].get("latency_repeats", 200),
         device=config["train"].get("device", "auto"),
         batch_size=1024,
+        degree=config["evaluate"].get("prefetch_degree", 2),
+        seed=get_seed,
     script:
         "../scripts/evaluate.py"

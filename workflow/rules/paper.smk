@@ -4,6 +4,7 @@
 rule table_main:
     input:
         metrics=get_main_metrics(),
+        selections=get_teacher_selections(),
     output:
         main_csv=report(
             "results/tables/main.csv",
@@ -17,6 +18,18 @@ rule table_main:
             category="3. Tables",
         ),
         summary_md="results/tables/main_summary.md",
+        ceiling_csv=report(
+            "results/tables/ceiling.csv",
+            caption="../report/ceiling_table.rst",
+            category="3. Tables",
+        ),
+        ceiling_md="results/tables/ceiling.md",
+        selection_csv=report(
+            "results/tables/teacher_selection.csv",
+            caption="../report/teacher_selection.rst",
+            category="3. Tables",
+        ),
+        selection_md="results/tables/teacher_selection.md",
     log:
         "logs/paper/table_main.log",
     benchmark:
@@ -57,7 +70,7 @@ rule table_compression:
 
 rule table_significance:
     input:
-        counts=get_main_counts(),
+        main="results/tables/main.csv",
     output:
         csv=report(
             "results/tables/significance.csv",
@@ -75,9 +88,6 @@ rule table_significance:
     resources:
         mem_mb=4000,
         runtime=20,
-    params:
-        seed=config["seed"],
-        draws=1000,
     script:
         "../scripts/table_significance.py"
 
@@ -160,3 +170,86 @@ rule sweep:
 rule sweeps:
     input:
         get_sweep_output(),
+
+
+rule results_doc:
+    input:
+        main="results/tables/main.csv",
+        main_summary="results/tables/main_summary.csv",
+        significance="results/tables/significance.csv",
+        ceiling="results/tables/ceiling.csv",
+        teacher_selection="results/tables/teacher_selection.csv",
+        compression="results/tables/compression.csv",
+        prefetch="results/tables/prefetch.csv",
+    output:
+        doc=report(
+            "results/results.md",
+            caption="../report/results_doc.rst",
+            category="3. Tables",
+        ),
+    log:
+        "logs/paper/results_doc.log",
+    benchmark:
+        "benchmarks/paper/results_doc.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        config_name=get_config_name(),
+    script:
+        "../scripts/results_doc.py"
+
+
+# The rule graph of the README (docs/rulegraph.dot and .png); tests/test_docs.py fails when the
+# committed one differs from the workflow's.
+rule rulegraph:
+    output:
+        dot="docs/rulegraph.dot",
+        png="docs/rulegraph.png",
+    log:
+        "logs/paper/rulegraph.log",
+    conda:
+        "../../envs/train.yaml"
+    params:
+        python=sys.executable,
+    shell:
+        "({params.python} -m snakemake --rulegraph --nolock --configfile config.yaml --quiet all"
+        " > {output.dot} && dot -Tpng -Gdpi=80 {output.dot} -o {output.png}) 2> {log}"
+
+
+rule table_frontier:
+    input:
+        metrics=get_frontier_metrics(),
+    output:
+        csv=report(
+            "results/tables/frontier.csv",
+            caption="../report/frontier.rst",
+            category="6. Frontier",
+        ),
+        md="results/tables/frontier.md",
+        figure=report(
+            "results/figures/frontier.png",
+            caption="../report/frontier.rst",
+            category="6. Frontier",
+        ),
+    log:
+        "logs/paper/table_frontier.log",
+    benchmark:
+        "benchmarks/paper/table_frontier.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/table_frontier.py"
+
+
+rule frontier:
+    input:
+        "results/tables/frontier.csv",
+        "results/figures/frontier.png",

@@ -6,11 +6,11 @@ rule train_student:
     input:
         unpack(get_student_inputs),
     output:
-        checkpoint="results/students/{app}/{arch}/{method}.pt",
+        checkpoint="results/students/seed{seed}/{app}/{arch}/{method}.pt",
     log:
-        "logs/students/{app}/{arch}/{method}.log",
+        "logs/students/seed{seed}/{app}/{arch}/{method}.log",
     benchmark:
-        "benchmarks/students/{app}/{arch}/{method}.tsv"
+        "benchmarks/students/seed{seed}/{app}/{arch}/{method}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: get_train_threads()
@@ -19,9 +19,9 @@ rule train_student:
         runtime=get_train_runtime("student"),
         gpu=get_gpus(),
     params:
-        size=get_student_size,
+        sizes=get_model_sizes,
         settings=get_method_settings_of_job,
         train=config["train"],
-        seed=config["seed"],
+        seed=get_seed,
     script:
         "../scripts/train_student.py"

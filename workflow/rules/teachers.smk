@@ -1,17 +1,19 @@
-# Teachers: one large model per cluster (independent jobs, run in parallel), and one trained on
-# the whole app for standard KD.
+# Teachers: the whole-app teacher's learning rate is chosen on validation from a small grid
+# (train.teacher_grid), then one large model per cluster trains with the chosen rate
+# (independent jobs, run in parallel).
 
 
 rule train_teacher:
     input:
         unpack(get_dataset_splits),
-        clusters="results/clusters/{app}/{features}-k{k}.parquet",
+        clusters="results/clusters/seed{seed}/{app}/{features}-k{k}.parquet",
+        selection="results/teachers/seed{seed}/{app}/{arch}/selection.json",
     output:
-        checkpoint="results/teachers/{app}/{arch}/{features}-k{k}/c{c}.pt",
+        checkpoint="results/teachers/seed{seed}/{app}/{arch}/{features}-k{k}/c{c}.pt",
     log:
-        "logs/teachers/{app}/{arch}/{features}-k{k}/c{c}.log",
+        "logs/teachers/seed{seed}/{app}/{arch}/{features}-k{k}/c{c}.log",
     benchmark:
-        "benchmarks/teachers/{app}/{arch}/{features}-k{k}/c{c}.tsv"
+        "benchmarks/teachers/seed{seed}/{app}/{arch}/{features}-k{k}/c{c}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: get_train_threads()
@@ -22,17 +24,45 @@ rule train_teacher:
     params:
         size=get_teacher_size,
         train=config["train"],
-        seed=config["seed"],
+        seed=get_seed,
+        lr_factor=None,
     script:
         "../scripts/train_teacher.py"
 
 
-use rule train_teacher as train_full_teacher with:
+use rule train_teacher as train_teacher_candidate with:
     input:
         unpack(get_dataset_splits),
     output:
-        checkpoint="results/teachers/{app}/{arch}/all.pt",
+        checkpoint="results/teachers/seed{seed}/{app}/{arch}/grid/lr{factor}.pt",
     log:
-        "logs/teachers/{app}/{arch}/all.log",
+        "logs/teachers/seed{seed}/{app}/{arch}/grid/lr{factor}.log",
     benchmark:
-        "benchmarks/teachers/{app}/{arch}/all.tsv"
+        "benchmarks/teachers/seed{seed}/{app}/{arch}/grid/lr{factor}.tsv"
+    params:
+        size=get_teacher_size,
+        train=config["train"],
+        seed=get_seed,
+        lr_factor=get_lr_factor,
+
+
+rule select_teacher:
+    input:
+        candidates=get_teacher_candidates,
+    output:
+        checkpoint="results/teachers/seed{seed}/{app}/{arch}/all.pt",
+        selection="results/teachers/seed{seed}/{app}/{arch}/selection.json",
+    log:
+        "logs/teachers/seed{seed}/{app}/{arch}/select.log",
+    benchmark:
+        "benchmarks/teachers/seed{seed}/{app}/{arch}/select.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        factors=get_lr_factors(),
+    script:
+        "../scripts/select_teacher.py"

@@ -11,7 +11,6 @@ with logged_job(snakemake.log[0], "evaluate") as log:
         split_paths={split: snakemake.input[split] for split in ("train", "val", "test")},
         checkpoint_paths=list(snakemake.input.checkpoints),
         out_path=snakemake.output.metrics,
-        counts_path=snakemake.output.counts,
         app=snakemake.wildcards.app,
         arch=snakemake.wildcards.arch,
         model_name=snakemake.wildcards.model,
@@ -19,5 +18,7 @@ with logged_job(snakemake.log[0], "evaluate") as log:
         latency_repeats=snakemake.params.latency_repeats,
         batch_size=snakemake.params.batch_size,
         device_name=snakemake.params.device,
+        degree=snakemake.params.degree,
+        seed=snakemake.params.seed,
         log=log,
     )

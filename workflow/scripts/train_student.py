@@ -11,7 +11,7 @@ with logged_job(snakemake.log[0], "train_student") as log:
     train_student(
         split_paths={split: snakemake.input[split] for split in ("train", "val", "test")},
         arch=snakemake.wildcards.arch,
-        size=snakemake.params.size,
+        sizes=snakemake.params.sizes,
         settings=snakemake.params.settings,
         train_config=snakemake.params.train,
         seed=snakemake.params.seed,

@@ -18,5 +18,7 @@ with logged_job(snakemake.log[0], "train_teacher") as log:
         app=snakemake.wildcards.app,
         clusters_path=snakemake.input.clusters if on_cluster else None,
         cluster_id=int(snakemake.wildcards.c) if on_cluster else None,
+        lr_factor=snakemake.params.lr_factor,
+        selection_path=snakemake.input.get("selection"),
         log=log,
     )

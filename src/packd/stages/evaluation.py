@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from packd.atomic import write_json_atomic, write_npz_atomic
+from packd.atomic import write_json_atomic
 from packd.checkpoint import load_models
 from packd.clustering import load_cluster_ids
 from packd.dataset import load_split
 from packd.distill import teacher_soft_logits
-from packd.metrics import latency_per_sample, protocol_metrics, sample_counts
+from packd.metrics import authors_protocol, latency_per_sample, protocol_metrics
 from packd.models import count_parameters, model_bytes
 from packd.train import resolve_device
 
@@ -45,39 +45,96 @@ def evaluate(
     arch: str,
     model_name: str,
     clusters_path: str | Path | None = None,
-    counts_path: str | Path | None = None,
     latency_repeats: int = 200,
     batch_size: int = 1024,
     device_name: str = "auto",
+    degree: int = 2,
+    seed: int = 0,
     log: logging.Logger = LOG,
 ) -> dict[str, Any]:
     """Score one model (or the routed cluster teachers) on test at the validation threshold."""
+    return evaluate_cell(
+        split_paths,
+        {model_name: list(checkpoint_paths)},
+        {model_name: out_path},
+        app,
+        arch,
+        clusters_path,
+        latency_repeats,
+        batch_size,
+        device_name,
+        degree,
+        seed,
+        log,
+    )[model_name]
+
+
+def evaluate_cell(
+    split_paths: Mapping[str, str | Path],
+    checkpoints_by_model: Mapping[str, Sequence[str | Path]],
+    out_paths: Mapping[str, str | Path],
+    app: str,
+    arch: str,
+    clusters_path: str | Path | None = None,
+    latency_repeats: int = 200,
+    batch_size: int = 1024,
+    device_name: str = "auto",
+    degree: int = 2,
+    seed: int = 0,
+    log: logging.Logger = LOG,
+) -> dict[str, dict[str, Any]]:
+    """Score every model of one (seed, app, arch) cell on the same data, loaded once.
+
+    A model with several checkpoints (the cluster teachers) scores each sample with the model of
+    its cluster (clusters_path); a single checkpoint scores every sample.
+    """
     device = resolve_device(device_name)
     splits = {name: load_split(Path(split_paths[name])) for name in ("val", "test")}
-    if clusters_path is not None:
-        routes = load_cluster_ids(clusters_path)
-    else:
-        routes = {
-            name: np.zeros(len(arrays["labels"]), np.int64) for name, arrays in splits.items()
-        }
-    models, headers = load_models(checkpoint_paths)
-    probabilities = model_probabilities(models, splits, routes, batch_size, device)
+    cluster_routes = load_cluster_ids(clusters_path) if clusters_path is not None else None
+    single_routes = {
+        name: np.zeros(len(arrays["labels"]), np.int64) for name, arrays in splits.items()
+    }
+    results = {}
+    for model_name, checkpoint_paths in checkpoints_by_model.items():
+        models, headers = load_models(checkpoint_paths)
+        routes = cluster_routes if len(checkpoint_paths) > 1 else single_routes
+        if routes is None:
+            raise ValueError(f"{model_name}: several checkpoints need the cluster assignments")
+        probabilities = model_probabilities(models, splits, routes, batch_size, device)
+        metrics = score_model(models, headers, probabilities, splits, degree, latency_repeats, log)
+        metrics = {"app": app, "arch": arch, "method": model_name, "seed": seed, **metrics}
+        log.info(
+            "%s/%s/%s: test F1 %.4f at validation threshold %.3f (authors' protocol %.4f)",
+            app,
+            arch,
+            model_name,
+            metrics["f1"],
+            metrics["threshold"],
+            metrics["test_selected_f1"],
+        )
+        write_json_atomic(out_paths[model_name], metrics)
+        results[model_name] = metrics
+    return results
+
+
+def score_model(
+    models: Mapping[int, torch.nn.Module],
+    headers: Sequence[Mapping[str, Any]],
+    probabilities: Mapping[str, np.ndarray],
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    degree: int,
+    latency_repeats: int,
+    log: logging.Logger = LOG,
+) -> dict[str, Any]:
+    """Both protocols' metrics, size and CPU latency of one model from its scores."""
     test_labels = splits["test"]["labels"]
     scores = protocol_metrics(
-        splits["val"]["labels"], probabilities["val"], test_labels, probabilities["test"]
+        splits["val"]["labels"], probabilities["val"], test_labels, probabilities["test"], degree
     )
-    if counts_path is not None:
-        predicted = probabilities["test"] >= scores["threshold"]
-        write_npz_atomic(counts_path, counts=sample_counts(test_labels, predicted))
-    if len(headers) == 1:
-        history_test = [epoch.get("test_f1") for epoch in headers[0].get("history", [])]
-        history_test = [value for value in history_test if value is not None]
-        if history_test:
-            scores["test_selected_f1"] = max(scores["test_selected_f1"], max(history_test))
+    selected = [key for key in scores if key.startswith("test_selected_")]
+    history = headers[0].get("history", []) if len(headers) == 1 else []
+    scores.update(authors_protocol(history, {key: scores[key] for key in selected}))
     metrics: dict[str, Any] = {
-        "app": app,
-        "arch": arch,
-        "method": model_name,
         **scores,
         "params": sum(count_parameters(model) for model in models.values()),
         "bytes": sum(model_bytes(model) for model in models.values()),
@@ -92,15 +149,4 @@ def evaluate(
         metrics[f"latency_b{batch}_s"] = float(
             np.mean([latency_per_sample(model, batch, repeats, cpu) for model in models.values()])
         )
-    log.info(
-        "%s/%s/%s: test F1 %.4f at validation threshold %.3f (F1@0.5 %.4f; authors' protocol %.4f)",
-        app,
-        arch,
-        model_name,
-        metrics["f1"],
-        metrics["threshold"],
-        metrics["f1_at_0.5"],
-        metrics["test_selected_f1"],
-    )
-    write_json_atomic(out_path, metrics)
     return metrics

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -9,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from packd.checkpoint import checkpoint_header, load_models, save_checkpoint
+from packd.atomic import write_json_atomic
+from packd.checkpoint import checkpoint_header, load_checkpoint, load_models, save_checkpoint
 from packd.clustering import cluster_splits, load_cluster_ids
 from packd.dataset import SPLIT_NAMES, load_split
 from packd.distill import teacher_soft_logits
-from packd.models import build_model, count_parameters
+from packd.hashing import compress_model, hashing_header
+from packd.models import build_model, count_parameters, mlp_hidden_for, size_for_budget
 from packd.train import PhaseSettings, resolve_device, seed_everything, train_phase
 
 LOG = logging.getLogger("packd")
@@ -34,11 +38,20 @@ def train_teacher(
     app: str,
     clusters_path: str | Path | None = None,
     cluster_id: int | None = None,
+    lr_factor: float | None = None,
+    selection_path: str | Path | None = None,
     log: logging.Logger = LOG,
 ) -> None:
-    """Train one teacher on one cluster's samples (or the whole app) and save its checkpoint."""
+    """Train one teacher on one cluster's samples (or the whole app) and save its checkpoint.
+
+    The learning rate is the arch's teacher rate times lr_factor, or times the factor chosen for
+    the whole-app teacher (selection_path, written by select_teacher)."""
+    if lr_factor is None:
+        lr_factor = 1.0
+        if selection_path is not None:
+            lr_factor = json.loads(Path(selection_path).read_text())["lr_factor"]
     splits = load_splits(split_paths)
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"lr_factor": lr_factor}
     if clusters_path is not None:
         fields["cluster"] = cluster_id
         splits, small = cluster_splits(splits, load_cluster_ids(clusters_path), cluster_id)
@@ -64,11 +77,12 @@ def train_teacher(
         count_parameters(model),
         n_train,
     )
+    settings = PhaseSettings.from_config(train_config, "teacher", arch)
     result = train_phase(
         model,
         (splits["train"]["inputs"], splits["train"]["labels"]),
         splits,
-        PhaseSettings.from_config(train_config, "teacher", arch),
+        dataclasses.replace(settings, lr=settings.lr * lr_factor),
         loss="bce",
         seed=seed,
         log=log.info,
@@ -88,6 +102,34 @@ def train_teacher(
     save_checkpoint(Path(checkpoint_path), result.best_state, header)
 
 
+def select_teacher(
+    candidate_paths: Sequence[str | Path],
+    factors: Sequence[float],
+    checkpoint_path: str | Path,
+    selection_path: str | Path,
+    log: logging.Logger = LOG,
+) -> dict[str, Any]:
+    """Copy the candidate with the best validation F1 to the whole-app teacher and record the
+    choice (every candidate's validation F1 and the chosen learning-rate factor)."""
+    candidates = []
+    for path, factor in zip(candidate_paths, factors, strict=True):
+        header, state = load_checkpoint(Path(path))
+        best = max((record["val_f1"] for record in header["history"]), default=0.0)
+        candidates.append({"lr_factor": float(factor), "val_f1": best, "path": str(path)})
+        log.info("candidate lr x%g: best validation F1 %.4f", factor, best)
+    chosen = max(candidates, key=lambda candidate: candidate["val_f1"])
+    header, state = load_checkpoint(Path(chosen["path"]))
+    save_checkpoint(Path(checkpoint_path), state, header)
+    selection = {
+        "lr_factor": chosen["lr_factor"],
+        "val_f1": chosen["val_f1"],
+        "candidates": candidates,
+    }
+    write_json_atomic(selection_path, selection)
+    log.info("chose lr x%g", chosen["lr_factor"])
+    return selection
+
+
 def soft_target_routes(
     soft_targets: str, n_samples: int, clusters_path: str | Path | None
 ) -> np.ndarray:
@@ -100,10 +142,77 @@ def soft_target_routes(
     return np.zeros(n_samples, dtype=np.int64)
 
 
+def build_network(
+    network: str,
+    arch: str,
+    sizes: Mapping[str, Mapping[str, Any]],
+    seed: int,
+    budget_factor: float = 1.0,
+) -> tuple[Any, dict[str, Any]]:
+    """The untrained network a method trains, and the header fields that rebuild it.
+
+    student: the arch's student size (its width scaled to budget_factor times the student's
+    parameters); mlp: a plain MLP of the teacher's parameter count; frequency: per-bit
+    frequencies only; roast / hashednet: the teacher's architecture compressed to budget_factor
+    times the student's parameter count.
+    """
+    student_params = count_parameters(build_model(arch, sizes["student"]))
+    budget = round(budget_factor * student_params)
+    if network == "student":
+        size = dict(sizes["student"])
+        if budget_factor != 1.0:
+            size = size_for_budget(arch, size, budget)
+        return build_model(arch, size), {"arch": arch, "size": size}
+    if network == "frequency":
+        return build_model("frequency", {}), {"arch": "frequency", "size": {}}
+    teacher_params = count_parameters(build_model(arch, sizes["teacher"]))
+    if network == "mlp":
+        size = {"hidden": mlp_hidden_for(teacher_params)}
+        return build_model("mlp", size), {"arch": "mlp", "size": size}
+    if network in ("roast", "hashednet"):
+        model = compress_model(build_model(arch, sizes["teacher"]), network, budget, seed)
+        fields = {"arch": arch, "size": dict(sizes["teacher"]), "builder": "hashed"}
+        return model, {**fields, "hashing": hashing_header(model)}
+    raise ValueError(f"unknown network {network!r}")
+
+
+def student_training_data(
+    train_inputs: np.ndarray,
+    train_labels: np.ndarray,
+    settings: Mapping[str, Any],
+    teacher_paths: Sequence[str | Path],
+    clusters_path: str | Path | None,
+    device_name: str,
+    log: logging.Logger = LOG,
+) -> tuple[tuple, Any]:
+    """(train data, loss) for train_phase: labels and BCE, or, with soft targets, each sample's
+    routed teacher's logits and the method's KD loss."""
+    if settings["soft_targets"] is None:
+        return (train_inputs, train_labels), "bce"
+    teachers, _ = load_models(teacher_paths)
+    routes = soft_target_routes(settings["soft_targets"], len(train_labels), clusters_path)
+    missing = sorted(set(np.unique(routes).tolist()) - set(teachers))
+    if missing:
+        raise ValueError(
+            f"{settings['method']}: samples routed to clusters without a teacher: {missing}"
+        )
+    log.info("computing soft targets of %d teacher(s) for %d samples", len(teachers), len(routes))
+    soft_logits = teacher_soft_logits(
+        teachers, train_inputs, routes, batch_size=1024, device=resolve_device(device_name)
+    )
+    loss = (
+        "kd",
+        settings["alpha"],
+        settings["temperature"],
+        settings.get("scale_soft_by_t2", True),
+    )
+    return (train_inputs, train_labels, soft_logits), loss
+
+
 def train_student(
     split_paths: Mapping[str, str | Path],
     arch: str,
-    size: Mapping[str, Any],
+    sizes: Mapping[str, Mapping[str, Any]],
     settings: Mapping[str, Any],
     train_config: Mapping[str, Any],
     seed: int,
@@ -118,44 +227,40 @@ def train_student(
     or distilled from the teachers its soft targets come from."""
     splits = load_splits(split_paths)
     train_inputs, train_labels = splits["train"]["inputs"], splits["train"]["labels"]
-    if settings["soft_targets"] is None:
-        loss: Any = "bce"
-        train_data: tuple = (train_inputs, train_labels)
-    else:
-        teachers, _ = load_models(teacher_paths)
-        routes = soft_target_routes(settings["soft_targets"], len(train_labels), clusters_path)
-        missing = sorted(set(np.unique(routes).tolist()) - set(teachers))
-        if missing:
-            raise ValueError(f"{method}: samples routed to clusters without a teacher: {missing}")
-        log.info(
-            "computing soft targets of %d teacher(s) for %d samples",
-            len(teachers),
-            len(train_labels),
-        )
-        device = resolve_device(train_config.get("device", "auto"))
-        soft_logits = teacher_soft_logits(
-            teachers, train_inputs, routes, batch_size=1024, device=device
-        )
-        loss = ("kd", settings["alpha"], settings["temperature"])
-        train_data = (train_inputs, train_labels, soft_logits)
-    seed_everything(seed)
-    model = build_model(arch, size)
-    log.info("%s student %s (%s): %d parameters", arch, dict(size), method, count_parameters(model))
-    result = train_phase(
-        model,
-        train_data,
-        splits,
-        PhaseSettings.from_config(train_config, "student", arch),
-        loss=loss,
-        seed=seed,
-        log=log.info,
+    train_data, loss = student_training_data(
+        train_inputs,
+        train_labels,
+        settings,
+        teacher_paths,
+        clusters_path,
+        train_config.get("device", "auto"),
+        log,
     )
+    seed_everything(seed)
+    model, network_fields = build_network(
+        settings["network"], arch, sizes, seed, settings.get("budget_factor", 1.0)
+    )
+    log.info(
+        "%s cell, %s network %s (%s): %d parameters",
+        arch,
+        settings["network"],
+        network_fields["size"],
+        method,
+        count_parameters(model),
+    )
+    phase = PhaseSettings.from_config(train_config, "student", arch)
+    if settings["network"] == "frequency":
+        # Nothing to learn: the scores are the training frequencies (set as the output bias).
+        phase = dataclasses.replace(phase, epochs=0, prior_bias=True)
+    result = train_phase(model, train_data, splits, phase, loss=loss, seed=seed, log=log.info)
     header = checkpoint_header(
         model,
-        arch,
-        size,
+        network_fields.pop("arch"),
+        network_fields.pop("size"),
         "student",
         app,
+        **network_fields,
+        cell_arch=arch,
         method=method,
         settings=dict(settings),
         train_samples=len(train_labels),
