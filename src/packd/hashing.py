@@ -361,6 +361,24 @@ def split_budget(total: int, virtual_sizes: list[int]) -> list[int]:
     return shares
 
 
+# The smallest hashed array compress_model is asked for: below it a budget is raised (see
+# smallest_budget), since the dense parts (biases, norms) alone can exceed a tiny student's count.
+MIN_ARRAY_SLOTS = 1024
+
+
+def dense_parameter_count(model: nn.Module) -> int:
+    """Parameters compress_model leaves dense: biases, norms and any layer it does not hash."""
+    hashed = sum(
+        rows * cols for module in model.modules() for rows, cols, _ in hashed_matrices(module)
+    )
+    return sum(parameter.numel() for parameter in model.parameters()) - hashed
+
+
+def smallest_budget(model: nn.Module, budget: int) -> int:
+    """budget, or the dense parameters plus MIN_ARRAY_SLOTS when that is more."""
+    return max(budget, dense_parameter_count(model) + MIN_ARRAY_SLOTS)
+
+
 def fitting_tile(array_size: int, tile: tuple[int, int]) -> tuple[int, int]:
     """The tile, halved on both sides until at least 8 tiles fit the array: a budget as small as
     a tiny student's would otherwise leave no room to place a single tile."""

@@ -292,3 +292,15 @@ def test_a_tiny_budget_gets_a_smaller_tile_that_fits() -> None:
     compressed = compress_model(model, "roast", dense + 500, seed=0)
     assert sum(p.numel() for p in compressed.parameters()) == dense + 500
     assert compressed.hashing_spec.tile == (4, 4)
+
+
+def test_a_budget_below_the_dense_parts_is_raised_to_the_smallest_that_hashes() -> None:
+    from packd.hashing import MIN_ARRAY_SLOTS, dense_parameter_count, smallest_budget
+
+    model = build_model("mixer", {"dim": 32, "depth": 2})
+    dense = dense_parameter_count(model)
+    assert 0 < dense < sum(p.numel() for p in model.parameters())
+    assert smallest_budget(model, 10) == dense + MIN_ARRAY_SLOTS
+    assert smallest_budget(model, 10**6) == 10**6
+    compressed = compress_model(model, "roast", smallest_budget(model, 10), seed=0)
+    assert sum(p.numel() for p in compressed.parameters()) == dense + MIN_ARRAY_SLOTS

@@ -16,7 +16,7 @@ from packd.checkpoint import checkpoint_header, load_checkpoint, load_models, sa
 from packd.clustering import cluster_splits, load_cluster_ids
 from packd.dataset import SPLIT_NAMES, load_split
 from packd.distill import teacher_soft_logits
-from packd.hashing import compress_model, hashing_header
+from packd.hashing import compress_model, hashing_header, smallest_budget
 from packd.models import build_model, count_parameters, mlp_hidden_for, size_for_budget
 from packd.train import PhaseSettings, resolve_device, seed_everything, train_phase
 
@@ -170,7 +170,10 @@ def build_network(
         size = {"hidden": mlp_hidden_for(teacher_params)}
         return build_model("mlp", size), {"arch": "mlp", "size": size}
     if network in ("roast", "hashednet"):
-        model = compress_model(build_model(arch, sizes["teacher"]), network, budget, seed)
+        teacher = build_model(arch, sizes["teacher"])
+        # A teacher's dense parts (biases, norms) can outnumber a tiny student's parameters:
+        # then the budget is the smallest that leaves a hashed array (the table shows params).
+        model = compress_model(teacher, network, smallest_budget(teacher, budget), seed)
         fields = {"arch": arch, "size": dict(sizes["teacher"]), "builder": "hashed"}
         return model, {**fields, "hashing": hashing_header(model)}
     raise ValueError(f"unknown network {network!r}")
