@@ -20,20 +20,8 @@ from tests.conftest import copy_workflow, run_snakemake
 pytestmark = pytest.mark.e2e
 
 CONFIG = "tests/configs/tiny.yaml"
-INCLUDE = 'include: "workflow/rules/blockwise.smk"'
 DOT_NODE = re.compile(r'^\s*(\d+)\[label = "([^"\\]+)')
 DOT_EDGE = re.compile(r"^\s*(\d+) -> (\d+)")
-
-
-def blockwise_workflow(destination: Path) -> Path:
-    """A copy of the workflow that includes the blockwise rules (after the students')."""
-    workdir = copy_workflow(destination)
-    snakefile = workdir / "Snakefile"
-    text = snakefile.read_text()
-    if INCLUDE not in text:
-        students = 'include: "workflow/rules/students.smk"\n'
-        snakefile.write_text(text.replace(students, students + INCLUDE + "\n"))
-    return workdir
 
 
 def job_graph(dot: str) -> nx.DiGraph:
@@ -57,7 +45,7 @@ def upstream_rules(graph: nx.DiGraph, job: int) -> Counter:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return blockwise_workflow(tmp_path_factory.mktemp("blockwise-dag"))
+    return copy_workflow(tmp_path_factory.mktemp("blockwise-dag"))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +58,7 @@ def dag(workdir: Path) -> nx.DiGraph:
 
 def test_block_jobs_need_only_the_teacher_and_its_activations(dag: nx.DiGraph) -> None:
     for job in jobs_of(dag, "distill_block"):
-        assert upstream_rules(dag, job) == {"teacher_block_activations": 1, "train_full_teacher": 1}
+        assert upstream_rules(dag, job) == {"teacher_block_activations": 1, "select_teacher": 1}
         (activations,) = [
             p for p in dag.predecessors(job) if p in jobs_of(dag, "teacher_block_activations")
         ]
@@ -88,11 +76,13 @@ def test_no_block_job_is_upstream_of_another(dag: nx.DiGraph) -> None:
 def test_each_student_assembles_all_blocks_of_one_teacher(workdir: Path, dag: nx.DiGraph) -> None:
     config = yaml.safe_load((workdir / CONFIG).read_text())
     settings = blockwise_settings(config.get("blockwise"))
+    methods = [name for name in names_in_folder("blockwise") if name in config["methods"]]
     expected = Counter(
         block_count(arch, config["models"][arch]["teacher"], settings["layers_per_block"][arch])
+        for _ in config["seeds"]
         for _ in config["apps"]
         for arch in config["archs"]
-        for _ in names_in_folder("blockwise")
+        for _ in methods
     )
     assembled = Counter()
     for job in jobs_of(dag, "assemble_blockwise"):
@@ -107,8 +97,8 @@ def test_each_student_assembles_all_blocks_of_one_teacher(workdir: Path, dag: nx
         assembled[len(blocks)] += 1
     assert assembled == expected
     assert max(assembled) >= 2, "no arch is cut into two blocks or more: nothing runs in parallel"
-    # Blocks are shared: both methods of an (app, arch) assemble the same block jobs.
-    assert len(jobs_of(dag, "distill_block")) * len(names_in_folder("blockwise")) == sum(
+    # Blocks are shared: every method of an (app, arch) assembles the same block jobs.
+    assert len(jobs_of(dag, "distill_block")) * len(methods) == sum(
         count * blocks for blocks, count in assembled.items()
     )
 

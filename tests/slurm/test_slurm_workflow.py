@@ -185,7 +185,7 @@ TINY_CONFIG = "tests/configs/tiny.yaml"
 # (cluster teachers, a distilled student, blockwise block jobs): each model's numbers do not
 # depend on which other models run, so they must equal the local tiny run's.
 SLURM_SUBSET = {"seeds": [7], "archs": ["resnet"], "methods": ["teacher", "packd_teachers",
-                "packd", "no_kd", "blockwise"]}  # fmt: skip
+                "packd", "no_kd", "blockwise_packd"]}  # fmt: skip
 SLURM_OVERRIDES = ["--config", *(f"{key}={value}" for key, value in SLURM_SUBSET.items())]
 MAIN_TABLE = "results/tables/main.csv"
 # Accuracy and size columns; latency and timing columns differ from run to run.
