@@ -72,7 +72,7 @@ def render_results(
     seeds = sorted(validation["seed"].unique())
     params = validation.groupby(["arch", "method"])["params"].mean().unstack()
     lines = [
-        "# Results of the default run",
+        "# Results",
         "",
         f"Written by the `results_doc` rule from the tables of a run of `{config_name}` "
         "(nothing here is typed by hand). Test micro-F1 at the threshold chosen on validation "

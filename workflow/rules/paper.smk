@@ -211,8 +211,14 @@ rule rulegraph:
         png="docs/rulegraph.png",
     log:
         "logs/paper/rulegraph.log",
+    benchmark:
+        "benchmarks/paper/rulegraph.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         python=sys.executable,
     shell:
