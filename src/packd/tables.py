@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -299,63 +299,31 @@ def significance_table(table: pd.DataFrame, protocol: str = "validation") -> pd.
     return pd.DataFrame(rows)
 
 
-def seed_noise_table(
-    runs: Mapping[str, pd.DataFrame],
-    comparisons: Sequence[tuple[str, str]] = (
-        ("packd", "standard_kd"),
-        ("packd", "no_kd"),
-        ("standard_kd", "no_kd"),
-        ("teacher", "packd"),
-    ),
-    protocol: str = "validation",
-) -> pd.DataFrame:
-    """How far the main table's F1 moves between runs that differ only in their seed.
+def seed_noise_table(table: pd.DataFrame, protocol: str = "validation") -> pd.DataFrame:
+    """How far the main table's F1 differences move from seed to seed (a description of the
+    training noise; the significance table holds the test, with the seed as the unit).
 
-    runs: main tables (long form) by run label, at least two. Per comparison (a, b): the mean
-    over app x arch cells of F1(a) - F1(b) in each run; the spread of that mean across runs
-    (its standard deviation, the training noise of the headline figure); the pooled per-cell
-    standard deviation of F1(a) - F1(b) across runs, and what it implies for the mean over
-    cells; and the share of cells whose sign of F1(a) - F1(b) is the same in every run.
-
-    The verdict: the mean difference over every cell and run, its standard error from the pooled
-    per-cell seed noise (cells x (runs - 1) degrees of freedom), and the two-sided p-value of a t
-    test against zero. It asks whether these cells' mean difference outlasts the training noise;
-    the cells themselves are fixed (this is not a claim about other apps).
+    Per comparison (a, b) of significance_comparisons: the mean over (app, arch) cells of
+    F1(a) - F1(b) in each seed, the standard deviation of that mean across seeds, the pooled
+    per-cell standard deviation across seeds, and the share of cells whose sign of F1(a) - F1(b)
+    is the same in every seed. Needs at least two seeds.
     """
-    if len(runs) < 2:
-        raise ValueError(f"need at least two runs to measure seed noise, got {len(runs)}")
-    wide = {}
-    for label, table in runs.items():
-        rows = table[table["protocol"] == protocol]
-        wide[label] = rows.pivot_table(index=["app", "arch"], columns="method", values="f1")
-    cells = None
-    for frame in wide.values():
-        cells = frame.index if cells is None else cells.intersection(frame.index)
-    if cells is None or len(cells) == 0:
-        raise ValueError("the runs share no (app, arch) cell")
+    rows_in = table[table["protocol"] == protocol]
+    seeds = sorted(rows_in["seed"].unique())
+    if len(seeds) < 2:
+        raise ValueError(f"need at least two seeds to measure seed noise, got {len(seeds)}")
+    wide = rows_in.pivot_table(index=["app", "arch"], columns=["method", "seed"], values="f1")
+    methods = wide.columns.get_level_values("method").unique()
     rows_out = []
-    for first, second in comparisons:
-        diffs = np.stack(
-            [(w.loc[cells, first] - w.loc[cells, second]).to_numpy() for w in wide.values()]
-        )
+    for first, second in significance_comparisons(methods):
+        diffs = np.stack([(wide[(first, s)] - wide[(second, s)]).to_numpy() for s in seeds])
         signs = np.sign(diffs)
-        row: dict[str, object] = {"comparison": f"{first} - {second}", "cells": len(cells)}
-        for label, run_diffs in zip(wide, diffs, strict=True):
-            row[f"mean_diff_{label}"] = float(run_diffs.mean())
+        row: dict[str, object] = {"comparison": f"{first} - {second}", "cells": diffs.shape[1]}
+        for seed, seed_diffs in zip(seeds, diffs, strict=True):
+            row[f"mean_diff_seed{seed}"] = float(seed_diffs.mean())
         row["sd_of_mean_diff"] = float(diffs.mean(axis=1).std(ddof=1))
         row["sd_cell_diff"] = float(np.sqrt(diffs.var(axis=0, ddof=1).mean()))
-        # With few runs sd_of_mean_diff is itself noisy; this one pools every cell's spread
-        # (cells taken as independent).
-        row["sd_of_mean_from_cells"] = row["sd_cell_diff"] / np.sqrt(len(cells))
         row["same_sign_cells"] = float((signs == signs[0]).all(axis=0).mean())
-        row["mean_diff"] = float(diffs.mean())
-        row["se_mean_diff"] = row["sd_cell_diff"] / np.sqrt(diffs.size)
-        degrees = len(cells) * (len(wide) - 1)
-        if row["se_mean_diff"] > 0:
-            t_value = row["mean_diff"] / row["se_mean_diff"]
-        else:  # no noise at all: any difference is beyond it
-            t_value = 0.0 if row["mean_diff"] == 0 else np.inf
-        row["p_value"] = float(2 * stats.t.sf(abs(t_value), degrees))
         rows_out.append(row)
     return pd.DataFrame(rows_out)
 

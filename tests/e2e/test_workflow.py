@@ -71,6 +71,8 @@ def test_significance_takes_the_two_seeds_as_units(tiny_run: Path) -> None:
     assert row["seeds"] == 2 and row["cells"] == 2 * len(TINY["archs"])
     assert row["mean_f1_difference"] == pytest.approx((row["seed7"] + row["seed8"]) / 2)
     assert 0 <= row["p_value"] <= 1
+    noise = pd.read_csv(tiny_run / "results/tables/seed_noise.csv").set_index("comparison")
+    assert noise.loc["packd - no_kd", "mean_diff_seed7"] == pytest.approx(row["seed7"])
 
 
 def test_ceiling_and_teacher_selection_tables(tiny_run: Path) -> None:

@@ -116,43 +116,20 @@ def test_significance_with_one_seed_has_no_test() -> None:
     assert result["p_value"].isna().all() and (result["seeds"] == 1).all()
 
 
-def _seed_run(f1: dict[tuple[str, str, str], float]) -> pd.DataFrame:
-    rows = [
-        {"app": app, "arch": arch, "method": method, "f1": value, "protocol": "validation"}
-        for (app, arch, method), value in f1.items()
-    ]
-    rows.append({"app": "x", "arch": "lstm", "method": "packd", "f1": 0.0, "protocol": "test"})
-    return pd.DataFrame(rows)
-
-
 def test_seed_noise_table_measures_spread_and_sign_agreement() -> None:
-    run_a = _seed_run(
-        {("x", "lstm", "packd"): 0.50, ("x", "lstm", "no_kd"): 0.40,
-         ("y", "lstm", "packd"): 0.70, ("y", "lstm", "no_kd"): 0.72}
-    )  # fmt: skip
-    run_b = _seed_run(
-        {("x", "lstm", "packd"): 0.54, ("x", "lstm", "no_kd"): 0.40,
-         ("y", "lstm", "packd"): 0.70, ("y", "lstm", "no_kd"): 0.68}
-    )  # fmt: skip
-    table = seed_noise_table({"s1": run_a, "s2": run_b}, comparisons=[("packd", "no_kd")])
-    row = table.iloc[0]
-    assert row["cells"] == 2
-    assert row["mean_diff_s1"] == pytest.approx((0.10 - 0.02) / 2)
-    assert row["mean_diff_s2"] == pytest.approx((0.14 + 0.02) / 2)
-    # Two runs: sd of the two means is |difference| / sqrt(2).
-    assert row["sd_of_mean_diff"] == pytest.approx(abs(0.04 - 0.08) / np.sqrt(2))
-    # The difference moves by 0.04 in both cells (variance 0.0008 each): pooled sd sqrt(0.0008).
-    assert row["sd_cell_diff"] == pytest.approx(np.sqrt(0.0008))
-    assert row["sd_of_mean_from_cells"] == pytest.approx(np.sqrt(0.0008) / np.sqrt(2))
-    # x keeps its sign, y flips.
-    assert row["same_sign_cells"] == pytest.approx(0.5)
-    # Verdict: mean of the 4 differences 0.06, se sqrt(0.0008 / 4), t = 4.24 on 2 x 1 df.
-    assert row["mean_diff"] == pytest.approx(0.06)
-    assert row["se_mean_diff"] == pytest.approx(np.sqrt(0.0008 / 4))
-    assert row["p_value"] == pytest.approx(2 * stats.t.sf(0.06 / np.sqrt(0.0002), 2))
-    assert 0.04 < row["p_value"] < 0.06
+    # cell x: +0.10 then +0.14; cell y: -0.02 then +0.02 (the sign flips)
+    table = _seeded_table({1: [0.10, -0.02, 0.0, 0.0], 2: [0.14, 0.02, 0.0, 0.0]})
+    row = seed_noise_table(table).set_index("comparison").loc["packd - no_kd"]
+    assert row["cells"] == 4
+    assert row["mean_diff_seed1"] == pytest.approx(0.02)
+    assert row["mean_diff_seed2"] == pytest.approx(0.04)
+    assert row["sd_of_mean_diff"] == pytest.approx(0.02 / np.sqrt(2))
+    # x and y move by 0.04 (variance 0.0008 each), the two zero cells not at all
+    assert row["sd_cell_diff"] == pytest.approx(np.sqrt(0.0016 / 4))
+    # x keeps its sign, y flips, the zero cells keep theirs
+    assert row["same_sign_cells"] == pytest.approx(0.75)
     with pytest.raises(ValueError, match="at least two"):
-        seed_noise_table({"s1": run_a})
+        seed_noise_table(table[table["seed"] == 1])
 
 
 def test_frontier_table_averages_apps_then_seeds() -> None:

@@ -281,6 +281,7 @@ def get_final_output():
         "results/tables/compression.md",
         "results/tables/significance.csv",
         "results/tables/significance.md",
+        "results/tables/seed_noise.csv",
         "results/figures/training_curves.png",
         "results/figures/main_f1.png",
     ]

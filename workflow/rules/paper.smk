@@ -78,6 +78,12 @@ rule table_significance:
             category="3. Tables",
         ),
         md="results/tables/significance.md",
+        noise_csv=report(
+            "results/tables/seed_noise.csv",
+            caption="../report/seed_noise.rst",
+            category="3. Tables",
+        ),
+        noise_md="results/tables/seed_noise.md",
     log:
         "logs/paper/table_significance.log",
     benchmark:
