@@ -167,7 +167,9 @@ def relative_mse(block: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray
     return mse / max(variance, 1e-12)
 
 
-def _block_header(
+def _save_block(
+    path: str | Path,
+    state: Mapping[str, torch.Tensor],
     replacement: torch.nn.Module,
     arch: str,
     teacher_size: Mapping[str, Any],
@@ -176,9 +178,10 @@ def _block_header(
     index: int,
     history: list[dict[str, float]],
     val_relative_mse: float,
-) -> dict:
+) -> None:
+    """Save one trained replacement block with its header (sizes, index, history, val MSE)."""
     size = {"teacher_size": dict(teacher_size), "replacement_size": dict(replacement_size)}
-    return checkpoint_header(
+    header = checkpoint_header(
         replacement,
         arch,
         size,
@@ -188,6 +191,7 @@ def _block_header(
         history=history,
         val_relative_mse=val_relative_mse,
     )
+    save_checkpoint(path, state, header)
 
 
 def distill_block(
@@ -234,7 +238,9 @@ def distill_block(
     )
     val_relative_mse = relative_mse(replacement, block_inputs["val"], block_targets["val"])
     log.info("block %d: val relative_mse %.5f", index, val_relative_mse)
-    header = _block_header(
+    _save_block(
+        checkpoint_path,
+        state,
         replacement,
         arch,
         teacher_header["size"],
@@ -244,7 +250,6 @@ def distill_block(
         history,
         val_relative_mse,
     )
-    save_checkpoint(checkpoint_path, state, header)
     return val_relative_mse
 
 
@@ -284,7 +289,10 @@ def distill_blocks_sequentially(
         val_relative_mse = relative_mse(
             replacement, boundaries[index]["val"], boundaries[index + 1]["val"]
         )
-        header = _block_header(
+        paths.append(Path(checkpoint_dir) / f"block{index}.pt")
+        _save_block(
+            paths[-1],
+            state,
             replacement,
             arch,
             teacher_header["size"],
@@ -294,8 +302,6 @@ def distill_blocks_sequentially(
             history,
             val_relative_mse,
         )
-        paths.append(Path(checkpoint_dir) / f"block{index}.pt")
-        save_checkpoint(paths[-1], state, header)
     return paths
 
 
