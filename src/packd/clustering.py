@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
 
 FEATURE_SETS = {
     "a": "past block addresses (raw)",
@@ -122,6 +121,10 @@ def fit_clusters(
         raise ValueError(f"cannot fit {k} clusters on {train_features.shape[0]} samples")
     quantiles = fit_quantiles(train_features)
     train_features = to_ranks(train_features, quantiles)
+    # scikit-learn costs about 0.9 s to import; only the clustering job needs it, not every
+    # training job that reads cluster ids from this module.
+    from sklearn.cluster import KMeans
+
     kmeans = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed)
     kmeans.fit(train_features)
     centers = kmeans.cluster_centers_.astype(np.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,14 @@ class TrainResult:
     device: str
     stop_reason: str = "max epochs"
     extra: dict = field(default_factory=dict)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def cosine_lr(lr: float, step: int, total_steps: int) -> float:
+    """The rate at `step` of a cosine decay from lr (step 0) towards 0 (step total_steps)."""
+    return 0.5 * lr * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -124,6 +133,7 @@ def train_model(
     max_seconds: float | None = None,
     test: Sequence[np.ndarray | torch.Tensor] | None = None,
     plateau_f1: float | None = None,
+    schedule: str = "constant",
 ) -> TrainResult:
     """Train with Adam; keep the epoch with the best validation micro-F1 (at its best threshold).
 
@@ -132,7 +142,10 @@ def train_model(
     selection. Validation loss is BCE on labels for every loss, so runs compare. max_seconds is
     checked after each epoch. plateau_f1: the validation F1 of the label frequencies alone; no
     early stop while the best epoch is not above it (the model still sits on that plateau).
+    schedule: "constant" keeps lr; "cosine" decays it per step to 0 at the last epoch.
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; valid: {SCHEDULES}")
     log = log or (lambda line: None)
     device = resolve_device(device) if isinstance(device, str) else device
     kd_params = _parse_loss(loss)
@@ -151,6 +164,7 @@ def train_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order_generator = torch.Generator().manual_seed(seed)
     n_train = train_inputs.shape[0]
+    total_steps, step = epochs * math.ceil(n_train / batch_size), 0
 
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_f1, best_thr = None, 0, -1.0, 0.5
@@ -174,6 +188,10 @@ def train_model(
                 batch_teacher = teacher_logits[rows].to(device, non_blocking=True)
                 batch_loss = kd_loss(logits, batch_teacher, batch_labels, *kd_params)
             optimizer.zero_grad(set_to_none=True)
+            if schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(lr, step, total_steps)
+                step += 1
             scaler.scale(batch_loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -244,6 +262,7 @@ class PhaseSettings:
     prior_bias: bool
     amp: bool | str
     device: str
+    schedule: str = "constant"
 
     @classmethod
     def from_config(cls, train_config: Mapping[str, Any], phase: str, arch: str) -> PhaseSettings:
@@ -259,6 +278,7 @@ class PhaseSettings:
             prior_bias=train_config.get("prior_bias", True),
             amp=train_config.get("amp", "auto"),
             device=train_config.get("device", "auto"),
+            schedule=budget.get("schedule", "constant"),
         )
 
 
@@ -303,4 +323,5 @@ def train_phase(
         amp=settings.amp,
         log=log,
         plateau_f1=plateau,
+        schedule=settings.schedule,
     )
