@@ -32,6 +32,7 @@ from packd.models import (
     build_model,
     count_parameters,
 )
+from packd.optim import make_adam
 from packd.train import resolve_device
 
 # replacement_size keys: width scales every replacement's inner width (hidden units, channels);
@@ -467,7 +468,7 @@ def train_block(
         )
     target_variance = float(block_targets.float().var(dim=0, correction=0).mean())
     replacement = replacement.to(device).train()
-    optimizer = torch.optim.Adam(replacement.parameters(), lr=lr)
+    optimizer = make_adam(replacement.parameters(), lr, device)
     order_generator = torch.Generator().manual_seed(seed)
     n_samples = block_inputs.shape[0]
     history: list[dict[str, float]] = []

@@ -17,6 +17,7 @@ from torch import nn
 from packd.distill import bce_loss, kd_loss
 from packd.metrics import best_threshold, evaluate_scores, micro_f1
 from packd.models import init_output_bias
+from packd.optim import make_adam
 
 # "bce" or ("kd", alpha, temperature[, scale_soft_by_t2])
 LossSpec = str | tuple[str, float, float] | tuple[str, float, float, bool]
@@ -161,7 +162,7 @@ def train_model(
     autocast_dtype = _autocast_dtype(device, amp)
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = make_adam(model.parameters(), lr, device)
     order_generator = torch.Generator().manual_seed(seed)
     n_train = train_inputs.shape[0]
     total_steps, step = epochs * math.ceil(n_train / batch_size), 0
