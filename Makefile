@@ -22,10 +22,14 @@ sweeps: setup
 frontier: setup
 	$(SNAKEMAKE) --cores $(CORES) frontier
 
-# docs/results.md is the results_doc rule's page of the default run: no number typed by hand.
+# docs/results.md and docs/frontier.md are the pages the rules wrote for the default run and the
+# frontier target (run that first); the README's run times are spliced from them. No number in
+# them is typed by hand.
 results-doc: setup
 	$(SNAKEMAKE) --cores $(CORES) results/results.md
 	cp results/results.md docs/results.md
+	if [ -f results/frontier.md ]; then cp results/frontier.md docs/frontier.md; fi
+	$(PYTHON) -m packd.results_doc README.md docs/results.md docs/frontier.md
 
 report: setup
 	$(SNAKEMAKE) --report results/report.html

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from packd.results_doc import render_results
+from packd.results_doc import (
+    README_END,
+    README_START,
+    frontier_logs_and_benchmarks,
+    peak_concurrency,
+    render_frontier,
+    render_results,
+    run_time_line,
+    run_wall_seconds,
+    splice_run_times,
+)
 from tests.conftest import REPO, run_snakemake
 
 
@@ -90,7 +101,7 @@ def test_results_document_reads_its_numbers_from_the_tables() -> None:
     assert "**Not the ceiling**: seed 1, bc/lstm: not above mlp" in document
     # gap 0.10 in both seeds; PaCKD closes 0.02/0.10 and 0.04/0.10: 30% on average
     assert "gap (mean over cells): 0.1000" in document and "closes 30% of it" in document
-    assert "2.1 min from the first job's start" in document
+    assert "2.1 min from its first job's start" in document
 
 
 @pytest.mark.parametrize("missing", ["main", "main_summary"])
@@ -99,3 +110,82 @@ def test_results_document_needs_the_main_tables(missing: str) -> None:
     del tables[missing]
     with pytest.raises(KeyError):
         render_results("config.yaml", tables, 1.0, 1.0)
+
+
+def test_frontier_page_reads_its_numbers_from_the_table() -> None:
+    table = pd.DataFrame(
+        [
+            {
+                "arch": "lstm",
+                "method": "roast",
+                "budget_factor": 0.5,
+                "params": 2816.0,
+                "f1": 0.41234,
+                "f1_sd": 0.0123,
+                "seeds": 2,
+            },
+            {
+                "arch": "resnet",
+                "method": "no_kd",
+                "budget_factor": 4.0,
+                "params": 6400.0,
+                "f1": 0.5,
+                "f1_sd": float("nan"),
+                "seeds": 2,
+            },
+        ]  # fmt: skip
+    )
+    page = render_frontier("config.yaml", table, 90.0, 600.0, concurrency=2)
+    assert "| ROAST | 0.5 | 2,816 | 0.4123 | 0.0123 |" in page
+    assert "| no KD | 4 | 6,400 | 0.5000 | n/a |" in page
+    assert page.index("## lstm") < page.index("## resnet")
+    assert "sd over 2 seed(s)" in page
+    assert "1.5 min from its first job's start" in page and "at most 2 jobs at once" in page
+    assert "adds up to 10.0 min" in page
+
+
+def test_frontier_time_counts_only_the_frontiers_own_jobs() -> None:
+    logs = [Path("logs/students/seed1/bc/lstm/roast-x0.5.log"),
+            Path("logs/evaluate/seed1/bc/lstm/roast-x0.5.log"),
+            Path("logs/students/seed1/bc/lstm/roast.log")]  # fmt: skip
+    benchmarks = [Path("benchmarks/students/seed1/bc/lstm/roast-x0.5.tsv"),
+                  Path("benchmarks/students/seed1/bc/lstm/no_kd.tsv")]  # fmt: skip
+    own_logs, own_benchmarks = frontier_logs_and_benchmarks(logs, benchmarks, ["roast-x0.5"])
+    assert own_logs == logs[:2] and own_benchmarks == benchmarks[:1]
+
+
+def test_run_times_splice_into_the_readme_and_the_committed_readme_is_current() -> None:
+    readme = f"intro\n{README_START}\nold line\n{README_END}\noutro\n"
+    pages = ["# R\n" + run_time_line("all", 60.0, 120.0, 2), "- Run time elsewhere: no"]
+    spliced = splice_run_times(readme, pages)
+    assert "old line" not in spliced and spliced.startswith("intro\n")
+    assert (
+        "`all`: 1.0 min" in spliced
+        and "at most 2 jobs at once" in spliced
+        and spliced.endswith(f"{README_END}\noutro\n")
+    )
+    assert "elsewhere" not in spliced
+    with pytest.raises(ValueError, match="run-time block"):
+        splice_run_times("no markers", pages)
+    # The README's times are the committed pages': `make results-doc` wrote them, none by hand
+    committed = (REPO / "README.md").read_text()
+    pages = [(REPO / name).read_text() for name in ("docs/results.md", "docs/frontier.md")
+             if (REPO / name).exists()]  # fmt: skip
+    assert splice_run_times(committed, pages) == committed
+
+
+def test_run_time_and_peak_concurrency_come_from_the_job_records(tmp_path: Path) -> None:
+    # Three jobs of 10 s ending at t = 10, 15 and 30: the first two overlap, the third runs alone
+    for name, end in (("a", 10.0), ("b", 15.0), ("c", 30.0)):
+        log = tmp_path / "logs" / f"{name}.log"
+        log.parent.mkdir(exist_ok=True)
+        log.write_text("")
+        os.utime(log, (1000 + end, 1000 + end))
+        benchmark = tmp_path / "benchmarks" / f"{name}.tsv"
+        benchmark.parent.mkdir(exist_ok=True)
+        benchmark.write_text("s\th:m:s\n10.0\t0:00:10\n")
+    logs = sorted((tmp_path / "logs").glob("*.log"))
+    benchmarks = sorted((tmp_path / "benchmarks").glob("*.tsv"))
+    assert run_wall_seconds(logs, benchmarks) == pytest.approx(30.0)
+    assert peak_concurrency(logs, benchmarks) == 2
+    assert peak_concurrency(logs[2:], benchmarks[2:]) == 1

@@ -19,23 +19,45 @@ def _fmt(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
-def run_wall_seconds(log_paths: Sequence[Path], benchmark_paths: Sequence[Path]) -> float:
-    """Wall time from the first job's start to the last job's end: each job's log is last
-    written when it ends, and its benchmark gives its duration. A run resumed after a pause
-    counts the pause too."""
+def _job_intervals(
+    log_paths: Sequence[Path], benchmark_paths: Sequence[Path]
+) -> list[tuple[float, float]]:
+    """(start, end) of every job: its log is last written when it ends, and its benchmark
+    gives its duration (0 without one)."""
     seconds = {}
     for path in benchmark_paths:
         frame = pd.read_csv(path, sep="\t")
         seconds[path.with_suffix("").as_posix().split("benchmarks/", 1)[-1]] = float(
             frame["s"].iloc[0]
         )
-    starts, ends = [], []
+    intervals = []
     for path in log_paths:
         key = path.with_suffix("").as_posix().split("logs/", 1)[-1]
         end = path.stat().st_mtime
-        ends.append(end)
-        starts.append(end - seconds.get(key, 0.0))
-    return max(ends) - min(starts) if ends else float("nan")
+        intervals.append((end - seconds.get(key, 0.0), end))
+    return intervals
+
+
+def run_wall_seconds(log_paths: Sequence[Path], benchmark_paths: Sequence[Path]) -> float:
+    """Wall time from the first job's start to the last job's end. A run resumed after a pause
+    counts the pause too."""
+    intervals = _job_intervals(log_paths, benchmark_paths)
+    if not intervals:
+        return float("nan")
+    return max(end for _, end in intervals) - min(start for start, _ in intervals)
+
+
+def peak_concurrency(log_paths: Sequence[Path], benchmark_paths: Sequence[Path]) -> int:
+    """The most jobs that ran at once: the cores a run of one-thread jobs used."""
+    events = []
+    for start, end in _job_intervals(log_paths, benchmark_paths):
+        if end > start:
+            events += [(start, 1), (end, -1)]
+    running = peak = 0
+    for _, change in sorted(events):  # an end sorts before a start at the same instant
+        running += change
+        peak = max(peak, running)
+    return peak
 
 
 def job_seconds(benchmark_paths: Sequence[Path]) -> float:
@@ -60,6 +82,7 @@ def render_results(
     tables: Mapping[str, pd.DataFrame],
     wall_seconds: float,
     total_job_seconds: float,
+    concurrency: int | None = None,
 ) -> str:
     """The Markdown results document of one run.
 
@@ -81,8 +104,7 @@ def render_results(
         "",
         f"- Apps: {', '.join(sorted(validation['app'].unique()))}; archs: "
         f"{', '.join(sorted(validation['arch'].unique()))}.",
-        f"- Run time: {wall_seconds / 60:.1f} min from the first job's start to the last job's "
-        f"end; the jobs' own time adds up to {total_job_seconds / 60:.1f} min.",
+        run_time_line("all (the default target)", wall_seconds, total_job_seconds, concurrency),
         "",
         "## Main table (means over cells, then over seeds)",
         "",
@@ -180,3 +202,100 @@ def _gap_line(validation: pd.DataFrame) -> str:
         closed = (wide["packd"] - wide["no_kd"]) / gap
         text += f" The PaCKD student closes {100 * closed.mean():.0f}% of it."
     return text
+
+
+RUN_TIME_PREFIX = "- Run time of "
+README_START = "<!-- run-times: written by `make results-doc` from the docs' pages -->"
+README_END = "<!-- /run-times -->"
+
+
+def run_time_line(
+    target: str, wall_seconds: float, total_job_seconds: float, concurrency: int | None = None
+) -> str:
+    """One target's measured time, as the results pages and the README give it."""
+    at_once = f", at most {concurrency} jobs at once" if concurrency else ""
+    return (
+        f"{RUN_TIME_PREFIX}`{target}`: {wall_seconds / 60:.1f} min from its first job's start "
+        f"to its last job's end{at_once}; its jobs' own time adds up to "
+        f"{total_job_seconds / 60:.1f} min."
+    )
+
+
+def frontier_logs_and_benchmarks(
+    log_paths: Sequence[Path], benchmark_paths: Sequence[Path], models: Sequence[str]
+) -> tuple[list[Path], list[Path]]:
+    """The logs and benchmarks of the jobs that only the frontier target runs: the students of
+    its other budgets and their evaluations (named after models, e.g. roast-x0.5)."""
+    names = set(models)
+    return (
+        [path for path in log_paths if path.stem in names],
+        [path for path in benchmark_paths if path.stem in names],
+    )
+
+
+def render_frontier(
+    config_name: str,
+    table: pd.DataFrame,
+    wall_seconds: float,
+    total_job_seconds: float,
+    concurrency: int | None = None,
+) -> str:
+    """The Markdown page of the frontier target: F1 against real parameters per arch."""
+    seeds = int(table["seeds"].max()) if len(table) else 0
+    lines = [
+        "# The F1-versus-memory frontier",
+        "",
+        f"Written by the `table_frontier` rule from a run of `{config_name}` (nothing here is "
+        "typed by hand). A point is one method at one memory budget (a factor of the student's "
+        "parameter count): its real parameter count (mean over apps) and its test micro-F1 at "
+        "the threshold chosen on validation, averaged over the apps of each seed, then mean ± "
+        f"sd over {seeds} seed(s). The teacher is the ceiling; blockwise students sit at their "
+        "own size. A ROAST or HashedNet model cannot go below the parameters it keeps dense "
+        "(biases, norms), so at small budgets its point sits right of the student's.",
+        "",
+        run_time_line(
+            "frontier (after the default run)", wall_seconds, total_job_seconds, concurrency
+        ),
+        "",
+    ]
+    for arch, rows in table.groupby("arch", sort=True):
+        lines += [
+            f"## {arch}",
+            "",
+            "| method | budget factor | parameters | F1 | sd over seeds |",
+            "|---|---|---|---|---|",
+        ]
+        for _, row in rows.iterrows():
+            lines.append(
+                f"| {method_label(row['method'])} | {row['budget_factor']:g} | "
+                f"{row['params']:,.0f} | {_fmt(row['f1'])} | {_fmt(row['f1_sd'])} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def splice_run_times(readme: str, pages: Sequence[str]) -> str:
+    """readme with the block between its run-time markers replaced by the pages' run-time
+    lines (a README without the markers is an error: nothing would be updated)."""
+    if README_START not in readme or README_END not in readme:
+        raise ValueError(f"the README has no run-time block ({README_START} ... {README_END})")
+    lines = [
+        line for page in pages for line in page.splitlines() if line.startswith(RUN_TIME_PREFIX)
+    ]
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return head + README_START + "\n" + "".join(line + "\n" for line in lines) + README_END + tail
+
+
+def main(arguments: Sequence[str] | None = None) -> None:
+    """`python -m packd.results_doc README.md PAGE...`: splice the pages' run times into the
+    README (the Makefile's results-doc target)."""
+    import sys
+
+    readme, *pages = list(arguments if arguments is not None else sys.argv[1:])
+    texts = [Path(page).read_text() for page in pages if Path(page).exists()]
+    Path(readme).write_text(splice_run_times(Path(readme).read_text(), texts))
+
+
+if __name__ == "__main__":
+    main()

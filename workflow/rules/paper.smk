@@ -247,6 +247,7 @@ rule table_frontier:
             caption="../report/frontier.rst",
             category="6. Frontier",
         ),
+        page="results/frontier.md",
     log:
         "logs/paper/table_frontier.log",
     benchmark:
@@ -257,6 +258,11 @@ rule table_frontier:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        config_name=get_config_name(),
+        frontier_only_models=[
+            m for m in get_frontier_models() if m not in EVALUATED_MODELS
+        ],
     script:
         "../scripts/table_frontier.py"
 
@@ -265,3 +271,4 @@ rule frontier:
     input:
         "results/tables/frontier.csv",
         "results/figures/frontier.png",
+        "results/frontier.md",

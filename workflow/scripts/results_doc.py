@@ -6,7 +6,7 @@ import pandas as pd
 
 from packd.atomic import write_text_atomic
 from packd.joblog import logged_job
-from packd.results_doc import job_seconds, render_results, run_wall_seconds
+from packd.results_doc import job_seconds, peak_concurrency, render_results, run_wall_seconds
 
 with logged_job(snakemake.log[0], "results_doc"):
     tables = {name: pd.read_csv(path) for name, path in snakemake.input.items()}
@@ -18,5 +18,6 @@ with logged_job(snakemake.log[0], "results_doc"):
         tables,
         run_wall_seconds(logs, benchmarks),
         job_seconds(benchmarks),
+        peak_concurrency(logs, benchmarks),
     )
     write_text_atomic(snakemake.output.doc, document)
