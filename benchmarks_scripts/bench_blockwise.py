@@ -21,12 +21,21 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from packd.benchpage import write_page
 from packd.stages.blockwise import block_count, blockwise_settings
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ("Snakefile", "config.yaml", "config", "envs", "workflow", "profiles", "tests")
 INCLUDE = 'include: "workflow/rules/blockwise.smk"'
 BENCH_CONFIG = "bench_blockwise.yaml"
+PAGE_NOTE = (
+    "Each timed run removes the block checkpoints of one (app, arch) and makes them again: "
+    "`parallel block jobs` are the independent distill_block jobs, `sequential baseline job` "
+    "trains the same blocks one after another in one job. wall_s: Snakemake's wall time; "
+    "job_s_sum: the jobs' own seconds from their benchmark files. Every job pays about 2-4 s "
+    "of Python and torch start-up, so blocks that train for only a few seconds gain little "
+    "from running side by side; see docs/blockwise.md."
+)
 
 
 def copy_workflow(workdir: Path) -> None:
@@ -79,6 +88,7 @@ def main() -> None:
     parser.add_argument("--block-epochs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="a workflow copy to run in")
+    parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown page")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="packd-bench-blockwise-") as scratch:
         workdir = arguments.workdir or Path(scratch)
@@ -115,11 +125,23 @@ def main() -> None:
                 ("sequential baseline job", 1, repeat, wall, job_seconds(workdir, benchmark))
             )
         table = pd.DataFrame(rows, columns=["stage", "cores", "repeat", "wall_s", "job_s_sum"])
-        print(
-            f"{app}/{arch}: {blocks} blocks, {settings['block']['epochs']} epochs each, "
-            f"at most {settings['max_samples']['train']} training samples"
+        wall = table.groupby(["stage", "cores"])["wall_s"].mean()
+        parallel = "parallel block jobs"
+        printed = "\n".join(
+            [
+                f"{app}/{arch}: {blocks} blocks, {settings['block']['epochs']} epochs each, "
+                f"at most {settings['max_samples']['train']} training samples",
+                table.to_string(index=False, float_format=lambda seconds: f"{seconds:.2f}"),
+                "",
+                f"speed-up, --cores 2 against --cores 1: "
+                f"{wall[parallel, 1] / wall[parallel, 2]:.2f}x (mean wall times)",
+                f"speed-up, block jobs on --cores 2 against the sequential job: "
+                f"{wall['sequential baseline job', 1] / wall[parallel, 2]:.2f}x",
+            ]
         )
-        print(table.to_string(index=False, float_format=lambda seconds: f"{seconds:.2f}"))
+        print(printed)
+        if arguments.markdown:
+            write_page(arguments.markdown, "Blockwise block stage: wall time", PAGE_NOTE, printed)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,23 @@ import torch
 import yaml
 from tabulate import tabulate
 
+from packd.benchpage import write_page
 from packd.distill import bce_loss
 from packd.hashing import compress_model
 from packd.models import build_model, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dense", "roast", "roast-nocache", "hashednet")
-WARMUP_BATCH = 2  # a first call pays torch's one-time set-up; pay it on a tiny batch
+WARMUP_BATCH = 2
+PAGE_NOTE = (
+    "Median process CPU milliseconds per batch, 1 thread: `infer_ms` an inference forward, "
+    "`train_ms` forward + BCE + backward (no optimizer). Peaks: how far the resident set rose "
+    "above its size before one step. roast: the tile-row gather, with the inference cache; "
+    "roast-nocache: the cache defeated before every batch; hashednet: per-element gather with "
+    "hashes computed in the forward; dense: the teacher itself. Each arch's teacher is "
+    "compressed to its student's parameter count, or to the smallest budget that holds its "
+    "dense parts. See docs/hashing.md for how to read the ratios."
+)  # a first call pays torch's one-time set-up; pay it on a tiny batch
 
 
 def resident_kib(field: str) -> int:
@@ -142,6 +152,7 @@ def main() -> None:
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 256, 1024])
     parser.add_argument("--repeats", type=int, default=15, help="timed batches per figure")
     parser.add_argument("--worker", nargs=4, metavar=("ARCH", "METHOD", "BATCH", "WHAT"))
+    parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown page")
     args = parser.parse_args()
     sizes = yaml.safe_load(args.configfile.read_text())["models"]
     if args.worker:
@@ -149,7 +160,8 @@ def main() -> None:
         print(json.dumps(measure(arch, method, int(batch), what, sizes, args.repeats)))
         return
 
-    print(f"torch {torch.__version__}, 1 thread, sizes from {args.configfile}")
+    printed = [f"torch {torch.__version__}, 1 thread, sizes from {args.configfile}"]
+    print(printed[0])
     # Tensors of 64 KiB and more get their own mapping, returned when freed: the resident set
     # then follows the live tensors instead of what glibc keeps of the warm-up's frees
     memory_environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
@@ -166,7 +178,8 @@ def main() -> None:
     columns = ["arch", "method", "params", "batch", "infer_ms", "train_ms"]
     columns += ["weights_mib", "infer_peak_mib", "train_peak_mib"]
     table = [[row.get(column, "") for column in columns] for row in rows]
-    print(tabulate(table, headers=columns, floatfmt=".2f"))
+    printed.append(tabulate(table, headers=columns, floatfmt=".2f"))
+    print(printed[-1])
 
     by_key = {(row["arch"], row["method"], row["batch"]): row for row in rows}
     ratios = []
@@ -182,9 +195,12 @@ def main() -> None:
                     hashednet["train_ms"] / roast["train_ms"],
                 ]
             )
-    print("\nHashedNet time / ROAST time (above 1: ROAST is faster)")
     headers = ["arch", "batch", "inference", "inference, no cache", "training step"]
-    print(tabulate(ratios, headers=headers, floatfmt=".2f"))
+    printed.append("\nHashedNet time / ROAST time (above 1: ROAST is faster)")
+    printed.append(tabulate(ratios, headers=headers, floatfmt=".2f"))
+    print("\n".join(printed[-2:]))
+    if args.markdown:
+        write_page(args.markdown, "ROAST against HashedNet on CPU", PAGE_NOTE, "\n".join(printed))
 
 
 if __name__ == "__main__":
