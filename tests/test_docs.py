@@ -13,6 +13,7 @@ from packd.results_doc import (
     README_START,
     frontier_logs_and_benchmarks,
     peak_concurrency,
+    records_until,
     render_frontier,
     render_results,
     run_time_line,
@@ -189,3 +190,20 @@ def test_run_time_and_peak_concurrency_come_from_the_job_records(tmp_path: Path)
     assert run_wall_seconds(logs, benchmarks) == pytest.approx(30.0)
     assert peak_concurrency(logs, benchmarks) == 2
     assert peak_concurrency(logs[2:], benchmarks[2:]) == 1
+
+
+def test_the_default_runs_time_leaves_out_later_targets_jobs(tmp_path: Path) -> None:
+    for name, end in (("all_job", 10.0), ("frontier_job", 50.0)):
+        log = tmp_path / "logs" / f"{name}.log"
+        log.parent.mkdir(exist_ok=True)
+        log.write_text("")
+        os.utime(log, (end, end))
+        (tmp_path / "benchmarks").mkdir(exist_ok=True)
+        (tmp_path / "benchmarks" / f"{name}.tsv").write_text("s\n5.0\n")
+    logs, benchmarks = records_until(
+        sorted((tmp_path / "logs").glob("*.log")),
+        sorted((tmp_path / "benchmarks").glob("*.tsv")),
+        cutoff=20.0,
+    )
+    assert [path.stem for path in logs] == ["all_job"]
+    assert [path.stem for path in benchmarks] == ["all_job"]

@@ -38,6 +38,21 @@ def _job_intervals(
     return intervals
 
 
+def _key(path: Path, folder: str) -> str:
+    """A job's log or benchmark path without its folder and suffix: the same for both."""
+    return path.with_suffix("").as_posix().split(f"{folder}/", 1)[-1]
+
+
+def records_until(
+    log_paths: Sequence[Path], benchmark_paths: Sequence[Path], cutoff: float
+) -> tuple[list[Path], list[Path]]:
+    """The logs last written at or before cutoff (a modification time), and their benchmarks:
+    the jobs of a run whose last outputs were written at cutoff, without later targets' jobs."""
+    logs = [path for path in log_paths if path.stat().st_mtime <= cutoff]
+    keys = {_key(path, "logs") for path in logs}
+    return logs, [path for path in benchmark_paths if _key(path, "benchmarks") in keys]
+
+
 def run_wall_seconds(log_paths: Sequence[Path], benchmark_paths: Sequence[Path]) -> float:
     """Wall time from the first job's start to the last job's end. A run resumed after a pause
     counts the pause too."""
