@@ -197,8 +197,11 @@ def compression_table(table: pd.DataFrame) -> pd.DataFrame:
         "latency_b1024_us",
         "f1",
     ]
+    if "seed" in rows.columns:  # one row per seed: say which
+        columns.insert(3, "seed")
     per_model = rows[columns]
-    means = per_model.groupby(["arch", "method"], sort=False)[columns[3:]].mean().reset_index()
+    measures = [column for column in columns if column not in ("app", "arch", "method", "seed")]
+    means = per_model.groupby(["arch", "method"], sort=False)[measures].mean().reset_index()
     means.insert(0, "app", "mean")
     return pd.concat([per_model, means], ignore_index=True)
 

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from packd.tables import (
+    compression_table,
     main_summary,
     main_table,
     relative_improvement,
@@ -148,3 +149,17 @@ def test_frontier_table_averages_apps_then_seeds() -> None:
     assert row["f1"] == pytest.approx(0.475) and row["seeds"] == 2
     assert row["f1_sd"] == pytest.approx(np.std([0.45, 0.5], ddof=1))
     assert row["params"] == 500
+
+
+def test_compression_table_names_each_rows_seed_and_averages_over_them() -> None:
+    entries = [
+        metrics_entry("bc", "lstm", method, 0.4, params) | {"seed": seed, "latency_b1_s": latency}
+        for seed, latency in ((1, 1e-4), (2, 3e-4))
+        for method, params in (("teacher", 100_000), ("packd", 1_000))
+    ]
+    compression = compression_table(main_table(entries))
+    packd = compression[compression["method"] == "packd"]
+    assert packd["seed"].tolist()[:2] == [1, 2]
+    mean = packd[packd["app"] == "mean"].iloc[0]
+    assert mean["latency_b1_us"] == pytest.approx(200.0)
+    assert mean["compression"] == pytest.approx(100.0)
