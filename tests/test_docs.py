@@ -188,7 +188,8 @@ def test_run_time_and_peak_concurrency_come_from_the_job_records(tmp_path: Path)
     logs = sorted((tmp_path / "logs").glob("*.log"))
     benchmarks = sorted((tmp_path / "benchmarks").glob("*.tsv"))
     assert run_wall_seconds(logs, benchmarks) == pytest.approx(30.0)
-    assert peak_concurrency(logs, benchmarks) == 2
+    assert peak_concurrency(logs, benchmarks) == 2  # a and b overlap for 5 s
+    assert peak_concurrency(logs, benchmarks, min_seconds=6.0) == 1
     assert peak_concurrency(logs[2:], benchmarks[2:]) == 1
 
 

@@ -62,16 +62,23 @@ def run_wall_seconds(log_paths: Sequence[Path], benchmark_paths: Sequence[Path])
     return max(end for _, end in intervals) - min(start for start, _ in intervals)
 
 
-def peak_concurrency(log_paths: Sequence[Path], benchmark_paths: Sequence[Path]) -> int:
-    """The most jobs that ran at once: the cores a run of one-thread jobs used."""
+def peak_concurrency(
+    log_paths: Sequence[Path], benchmark_paths: Sequence[Path], min_seconds: float = 2.0
+) -> int:
+    """The most jobs that ran at once for at least min_seconds: the cores a run of one-thread
+    jobs used. Shorter overlaps are clock slop: a log is written a moment after its job's
+    benchmark stops timing."""
     events = []
     for start, end in _job_intervals(log_paths, benchmark_paths):
         if end > start:
             events += [(start, 1), (end, -1)]
     running = peak = 0
-    for _, change in sorted(events):  # an end sorts before a start at the same instant
+    previous = None
+    for time, change in sorted(events):  # an end sorts before a start at the same instant
+        if previous is not None and time - previous >= min_seconds:
+            peak = max(peak, running)
         running += change
-        peak = max(peak, running)
+        previous = time
     return peak
 
 
