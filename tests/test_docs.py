@@ -124,6 +124,7 @@ def test_frontier_page_reads_its_numbers_from_the_table() -> None:
                 "f1": 0.41234,
                 "f1_sd": 0.0123,
                 "seeds": 2,
+                "above_budget": True,
             },
             {
                 "arch": "resnet",
@@ -137,7 +138,8 @@ def test_frontier_page_reads_its_numbers_from_the_table() -> None:
         ]  # fmt: skip
     )
     page = render_frontier("config.yaml", table, 90.0, 600.0, concurrency=2)
-    assert "| ROAST | 0.5 | 2,816 | 0.4123 | 0.0123 |" in page
+    assert "| ROAST | 0.5 | 2,816 (above: smallest) | 0.4123 | 0.0123 |" in page
+    assert "ran at the smallest budget that holds them" in page
     assert "| no KD | 4 | 6,400 | 0.5000 | n/a |" in page
     assert page.index("## lstm") < page.index("## resnet")
     assert "sd over 2 seed(s)" in page

@@ -272,8 +272,7 @@ def render_frontier(
         "parameter count): its real parameter count (mean over apps) and its test micro-F1 at "
         "the threshold chosen on validation, averaged over the apps of each seed, then mean ± "
         f"sd over {seeds} seed(s). The teacher is the ceiling; blockwise students sit at their "
-        "own size. A ROAST or HashedNet model cannot go below the parameters it keeps dense "
-        "(biases, norms), so at small budgets its point sits right of the student's.",
+        "own size.",
         "",
         run_time_line(
             "frontier (after the default run)", wall_seconds, total_job_seconds, concurrency
@@ -288,11 +287,22 @@ def render_frontier(
             "|---|---|---|---|---|",
         ]
         for _, row in rows.iterrows():
+            above = row.get("above_budget", False)
+            mark = " (above: smallest)" if pd.notna(above) and bool(above) else ""
             lines.append(
                 f"| {method_label(row['method'])} | {row['budget_factor']:g} | "
-                f"{row['params']:,.0f} | {_fmt(row['f1'])} | {_fmt(row['f1_sd'])} |"
+                f"{row['params']:,.0f}{mark} | {_fmt(row['f1'])} | {_fmt(row['f1_sd'])} |"
             )
         lines.append("")
+    if "above_budget" in table.columns and (table["above_budget"] == True).any():  # noqa: E712
+        lines += [
+            '"(above: smallest)": the model\'s dense parts (biases, norms) alone exceed the budget '
+            "asked for, so it ran at the smallest budget that holds them; budget factors that "
+            "land on the same count train the same model twice. Larger factors "
+            "(`--config frontier='{budgets: [1, 4, 16]}'`) give every hashed method distinct "
+            "points.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from packd.methods import FRONTIER_METHOD, METHODS, SWEEP_METHOD, method_rank
+from packd.methods import FRONTIER_BASES, FRONTIER_METHOD, METHODS, SWEEP_METHOD, method_rank
 
 MAIN_COLUMNS = [
     "app",
@@ -420,7 +420,8 @@ def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataF
 
 def frontier_table(metrics: Sequence[dict]) -> pd.DataFrame:
     """Per arch, method and budget factor: real parameters (mean over apps) and test F1 (mean
-    over apps in each seed, then mean and sd over seeds)."""
+    over apps in each seed, then mean and sd over seeds). above_budget: the real count exceeds
+    the budget asked for (a hashed model's dense parts alone exceed it)."""
     rows = []
     for entry in metrics:
         frontier = FRONTIER_METHOD.match(entry["method"])
@@ -437,13 +438,28 @@ def frontier_table(metrics: Sequence[dict]) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows)
+    # The budget asked for: the factor times the student's count (no KD's at factor 1). A hashed
+    # model that must keep more dense parameters than that sits above it, at its smallest budget.
+    students = frame[(frame["method"] == "no_kd") & (frame["budget_factor"] == 1.0)]
+    student_params = students.groupby(["arch", "app"])["params"].first()
+    asked = [
+        factor * student_params.get((arch, app), np.nan)
+        for arch, app, factor in zip(
+            frame["arch"], frame["app"], frame["budget_factor"], strict=True
+        )
+    ]
+    budgeted = frame["method"].isin(FRONTIER_BASES)  # the teacher and blockwise: their own size
+    frame["above_budget"] = budgeted & (frame["params"] > np.array(asked) + 0.5)
     keys = ["arch", "method", "budget_factor"]
-    per_seed = frame.groupby([*keys, "seed"]).agg(params=("params", "mean"), f1=("f1", "mean"))
+    per_seed = frame.groupby([*keys, "seed"]).agg(
+        params=("params", "mean"), f1=("f1", "mean"), above_budget=("above_budget", "any")
+    )
     table = per_seed.groupby(keys).agg(
         params=("params", "mean"),
         f1=("f1", "mean"),
         f1_sd=("f1", lambda values: values.std(ddof=1) if len(values) > 1 else np.nan),
         seeds=("f1", "size"),
+        above_budget=("above_budget", "any"),
     )
     table = table.reset_index()
     table["method_order"] = table["method"].map(method_rank)

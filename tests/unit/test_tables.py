@@ -138,12 +138,22 @@ def test_frontier_table_averages_apps_then_seeds() -> None:
 
     metrics = [
         {"arch": "lstm", "method": method, "seed": seed, "app": app, "params": params, "f1": f1}
-        for method, params in (("roast-x0.5", 500), ("roast", 1000), ("teacher", 90_000))
+        for method, params in (
+            ("roast-x0.5", 500),
+            ("roast", 1000),
+            ("teacher", 90_000),
+            ("no_kd", 1000),
+            ("hashednet-x0.5", 1000),
+        )  # fmt: skip
         for seed in (1, 2)
         for app, f1 in (("bc", 0.2 + 0.1 * seed), ("pr", 0.6))
     ]
     table = frontier_table(metrics).set_index(["method", "budget_factor"])
-    assert list(table.index) == [("teacher", 1.0), ("roast", 0.5), ("roast", 1.0)]
+    assert list(table.index) == [
+        ("teacher", 1.0), ("no_kd", 1.0), ("roast", 0.5), ("roast", 1.0), ("hashednet", 0.5)
+    ]  # fmt: skip
+    # asked 0.5 x 1000: HashedNet's 1000 is above it (its smallest budget), ROAST's 500 is not
+    assert table["above_budget"].tolist() == [False, False, False, False, True]
     row = table.loc[("roast", 0.5)]
     # per seed: (0.3 + 0.6) / 2 = 0.45 and (0.4 + 0.6) / 2 = 0.5
     assert row["f1"] == pytest.approx(0.475) and row["seeds"] == 2
