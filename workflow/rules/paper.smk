@@ -228,7 +228,8 @@ rule rulegraph:
     params:
         python=sys.executable,
     shell:
-        "({params.python} -m snakemake --rulegraph --nolock --configfile config.yaml --quiet all"
+        "(PYTHONHASHSEED=0 {params.python} -m snakemake --rulegraph --nolock"
+        " --configfile config.yaml --quiet all"
         " > {output.dot} && dot -Tpng -Gdpi=80 {output.dot} -o {output.png}) 2> {log}"
 
 
