@@ -28,7 +28,7 @@ from tabulate import tabulate
 
 from packd.benchpage import write_page
 from packd.distill import bce_loss
-from packd.hashing import compress_model
+from packd.hashing import compress_model, smallest_budget
 from packd.models import build_model, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,9 @@ def build(arch: str, method: str, sizes: dict) -> torch.nn.Module:
     """The teacher of `arch`, dense or compressed to the student's parameter count."""
     torch.manual_seed(0)
     teacher = build_model(arch, sizes[arch]["teacher"])
-    budget = count_parameters(build_model(arch, sizes[arch]["student"]))
+    # The student's count, or the smallest budget that holds the teacher's dense parts (as the
+    # workflow's roast and hashednet methods do)
+    budget = smallest_budget(teacher, count_parameters(build_model(arch, sizes[arch]["student"])))
     kind = method.split("-")[0]
     return teacher if kind == "dense" else compress_model(teacher, kind, budget, seed=0)
 

@@ -51,6 +51,9 @@ def write_small_config(workdir: Path) -> None:
     # One training replicate and one teacher learning rate: the fewest jobs.
     config.pop("seeds", None)
     config["train"].pop("teacher_grid", None)
+    # Teachers that train for seconds, not a fraction of one: the signal must land while a
+    # training job runs (with a quick start-up, a 2-epoch teacher ended before it was sent).
+    config["train"]["teacher"].update({"epochs": 60, "patience": 60, "min_epochs": 1})
     (workdir / SMALL_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
 
 
