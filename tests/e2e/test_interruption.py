@@ -84,7 +84,16 @@ def start_small(workdir: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},
+            # A shell starts background commands with SIGINT ignored, and the child inherits
+            # that: restore the default, so that Snakemake (Python) turns SIGINT into its
+            # KeyboardInterrupt handling, as it would in a terminal.
+            preexec_fn=restore_sigint,
         )
+
+
+def restore_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_training(workdir: Path, run: subprocess.Popen, timeout: float = 300) -> None:
