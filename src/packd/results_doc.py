@@ -24,17 +24,14 @@ def _job_intervals(
 ) -> list[tuple[float, float]]:
     """(start, end) of every job: its log is last written when it ends, and its benchmark
     gives its duration (0 without one)."""
-    seconds = {}
-    for path in benchmark_paths:
-        frame = pd.read_csv(path, sep="\t")
-        seconds[path.with_suffix("").as_posix().split("benchmarks/", 1)[-1]] = float(
-            frame["s"].iloc[0]
-        )
+    seconds = {
+        _key(path, "benchmarks"): float(pd.read_csv(path, sep="\t")["s"].iloc[0])
+        for path in benchmark_paths
+    }
     intervals = []
     for path in log_paths:
-        key = path.with_suffix("").as_posix().split("logs/", 1)[-1]
         end = path.stat().st_mtime
-        intervals.append((end - seconds.get(key, 0.0), end))
+        intervals.append((end - seconds.get(_key(path, "logs"), 0.0), end))
     return intervals
 
 
