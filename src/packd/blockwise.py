@@ -30,6 +30,7 @@ from packd.models import (
     MLPMixer,
     ResNet,
     build_model,
+    channels_last,
     count_parameters,
 )
 from packd.optim import make_adam
@@ -111,7 +112,7 @@ class ImageStem(nn.Module):
         self.stem = stem
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.stem(inputs.unsqueeze(1))
+        return channels_last(self.stem(inputs.unsqueeze(1)))
 
 
 class PooledHead(nn.Module):
@@ -478,7 +479,7 @@ def train_block(
         loss_sum = torch.zeros((), device=device)
         for start in range(0, n_samples, batch_size):
             rows = order[start : start + batch_size]
-            batch_inputs = block_inputs[rows].to(device, torch.float32)
+            batch_inputs = channels_last(block_inputs[rows].to(device, torch.float32))
             batch_targets = block_targets[rows].to(device, torch.float32)
             batch_loss = nn.functional.mse_loss(replacement(batch_inputs), batch_targets)
             optimizer.zero_grad(set_to_none=True)
@@ -510,7 +511,8 @@ def _run_block(block: nn.Module, block_inputs: np.ndarray, batch_size: int) -> n
     block = block.cpu().eval()
     inputs = torch.as_tensor(block_inputs, dtype=torch.float32)
     starts = range(0, inputs.shape[0], batch_size)
-    return torch.cat([block(inputs[start : start + batch_size]) for start in starts]).numpy()
+    batches = [block(channels_last(inputs[start : start + batch_size])) for start in starts]
+    return torch.cat(batches).numpy()
 
 
 def train_blocks_sequentially(
