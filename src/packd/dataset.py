@@ -7,9 +7,12 @@ or `addr` (byte address; block = addr >> 6, 64-byte lines).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # the dataset stage gets its frames from trace_io; training jobs need no pandas
+    import pandas as pd
 
 from packd.atomic import atomic_path
 

@@ -171,13 +171,27 @@ def latency_per_sample(
 
 
 def micro_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Threshold-free micro average precision over every (sample, bit) pair."""
-    from sklearn.metrics import average_precision_score
+    """Threshold-free micro average precision over every (sample, bit) pair.
 
+    scikit-learn's definition (a step sum of precision over the recall gained at each distinct
+    score, ties as one step) with one unstable sort and without its input checks: half the time
+    of sklearn.metrics.average_precision_score on a test split (1.5 M pairs); a test checks both
+    agree.
+    """
     labels = np.asarray(labels, dtype=bool).ravel()
+    scores = np.asarray(scores).ravel()
+    if labels.size != scores.size:
+        raise ValueError(f"{labels.size} labels but {scores.size} scores")
     if not labels.any():
         return 0.0
-    return float(average_precision_score(labels, np.asarray(scores).ravel()))
+    order = np.argsort(scores)[::-1]
+    sorted_scores = scores[order]
+    # The last pair of every run of equal scores: one threshold each
+    step_ends = np.r_[np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]), labels.size - 1]
+    true_positives = np.cumsum(labels[order], dtype=np.float64)[step_ends]
+    precision = true_positives / (step_ends + 1)
+    recall_gain = np.diff(true_positives, prepend=0.0) / true_positives[-1]
+    return float(np.sum(recall_gain * precision))
 
 
 def top_k_precision_recall(labels: np.ndarray, scores: np.ndarray, k: int) -> dict[str, float]:

@@ -147,3 +147,21 @@ def test_top_k_and_average_precision() -> None:
     perfect = np.where(labels, 1.0, 0.0)
     assert micro_average_precision(labels, perfect) == pytest.approx(1.0)
     assert micro_average_precision(labels, scores) < 1.0
+
+
+def test_micro_average_precision_equals_scikit_learn_with_ties() -> None:
+    from sklearn.metrics import average_precision_score
+
+    from packd.metrics import micro_average_precision
+
+    generator = np.random.default_rng(3)
+    labels = generator.random((300, 64)) < 0.1
+    # Rounded scores: many ties, which count as one threshold step
+    scores = np.round(np.clip(labels * 0.3 + generator.random(labels.shape) * 0.7, 0, 1), 2)
+    expected = average_precision_score(labels.ravel(), scores.ravel())
+    assert micro_average_precision(labels, scores) == pytest.approx(expected, rel=1e-12)
+    # Hand case: scores 0.9 (positive), 0.5 tied (one positive, one negative), 0.1 (positive)
+    # -> steps: P=1 at R=1/3, P=2/3 at R=2/3, P=3/4 at R=1: AP = (1 + 2/3 + 3/4) / 3
+    hand = micro_average_precision(np.array([1, 1, 0, 1]), np.array([0.9, 0.5, 0.5, 0.1]))
+    assert hand == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+    assert micro_average_precision(np.zeros(4), np.ones(4)) == 0.0
