@@ -244,7 +244,7 @@ def frontier_logs_and_benchmarks(
     log_paths: Sequence[Path], benchmark_paths: Sequence[Path], models: Sequence[str]
 ) -> tuple[list[Path], list[Path]]:
     """The logs and benchmarks of the jobs that only the frontier target runs: the students of
-    its other budgets and their evaluations (named after models, e.g. roast-x0.5)."""
+    its other budgets and their evaluations (named after models, e.g. roast-x4)."""
     names = set(models)
     return (
         [path for path in log_paths if path.stem in names],
@@ -295,9 +295,8 @@ def render_frontier(
         lines += [
             '"(above: smallest)": the model\'s dense parts (biases, norms) alone exceed the budget '
             "asked for, so it ran at the smallest budget that holds them; budget factors that "
-            "land on the same count train the same model twice. Larger factors "
-            "(`--config frontier='{budgets: [1, 4, 16]}'`) give every hashed method distinct "
-            "points.",
+            "land on the same count train the same model twice: factors whose budgets exceed "
+            "the smallest give distinct points.",
             "",
         ]
     return "\n".join(lines)

@@ -23,6 +23,8 @@ from packd.stages.blockwise import (
     BLOCKWISE_DEFAULTS,
     assemble_blockwise,
     block_count,
+    block_output_sizes,
+    block_priorities,
     blockwise_settings,
     boundary_path,
     distill_block,
@@ -127,6 +129,17 @@ def block_paths(app: dict[str, Path], activations: Path) -> list[Path]:
 def test_block_count_matches_the_cut_teacher(arch: str, size: dict, layers_per_block: int) -> None:
     split = teacher_blocks(build_model(arch, size), arch, layers_per_block)
     assert block_count(arch, size, layers_per_block) == len(split.blocks)
+    boundaries = block_activations(split, torch.rand(2, 10, 10))
+    outputs = [int(np.prod(boundary.shape[1:])) for boundary in boundaries[1:]]
+    assert block_output_sizes(arch, size, layers_per_block) == outputs
+
+
+def test_block_priorities_start_the_largest_resnet_stage_first() -> None:
+    size = {"block": "bottleneck", "layers": [1, 1, 1, 1], "width": 8}
+    # Outputs 32x10x10, 64x5x5, 128x3x3, 256x2x2: 3200 > 1600 > 1152 > 1024
+    assert block_output_sizes("resnet", size, 1) == [3200, 1600, 1152, 1024]
+    assert block_priorities("resnet", size, 1) == [3, 2, 1, 0]
+    assert block_priorities("lstm", {"hidden": 8, "layers": 2}, 1) == [0, 0]
 
 
 def test_block_count_refuses_grouped_resnet_stages() -> None:

@@ -41,6 +41,7 @@ rule distill_block:
         "benchmarks/blockwise/seed{seed}/{app}/{arch}/block{block}.tsv"
     wildcard_constraints:
         block=r"\d+",
+    priority: get_block_priority
     conda:
         "../../envs/train.yaml"
     threads: 1

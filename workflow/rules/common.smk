@@ -3,7 +3,12 @@ from pathlib import Path
 
 from packd.config import validate_config
 from packd.prefetch import CLASSIC_PREFETCHERS, DEFAULT_DISTANCE
-from packd.stages.blockwise import block_count, blockwise_settings, replacement_size_of
+from packd.stages.blockwise import (
+    block_count,
+    block_priorities,
+    blockwise_settings,
+    replacement_size_of,
+)
 from packd.tracing import command_program_path
 from packd.methods import (
     FRONTIER_METHOD_REGEX,
@@ -363,6 +368,17 @@ def get_block_checkpoints(wildcards):
     )
 
 
+def get_block_priority(wildcards):
+    """The costliest block jobs start first, so unequal blocks (ResNet stages) share the cores
+    evenly."""
+    priorities = block_priorities(
+        wildcards.arch,
+        config["models"][wildcards.arch]["teacher"],
+        BLOCKWISE["layers_per_block"][wildcards.arch],
+    )
+    return priorities[int(wildcards.block)]
+
+
 def get_blockwise_inputs(wildcards):
     """A student's inputs (data, and cluster teachers and clusters for PaCKD's soft targets),
     the teacher that was cut and its trained replacement blocks."""
@@ -490,7 +506,7 @@ def get_frontier_models():
         for method in frontier.get(
             "methods", ["no_kd", "packd", "roast", "roast_packd", "hashednet"]
         )
-        for factor in frontier.get("budgets", [0.5, 1.0, 4.0])
+        for factor in frontier.get("budgets", [1.0, 4.0, 16.0])
     ]
     models += [
         name for name in ["teacher", *BLOCKWISE_METHODS] if name in EVALUATED_MODELS

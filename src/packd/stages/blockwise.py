@@ -36,7 +36,7 @@ from packd.checkpoint import (
     save_checkpoint,
 )
 from packd.dataset import load_split
-from packd.models import count_parameters
+from packd.models import CHUNKS, HISTORY, RESNET_BLOCKS, count_parameters
 from packd.stages.training import load_splits, student_training_data
 from packd.train import PhaseSettings, seed_everything, train_phase
 
@@ -91,6 +91,43 @@ def block_count(arch: str, teacher_size: Mapping[str, Any], layers_per_block: in
             raise ValueError("ResNet blocks are its stages; layers_per_block does not apply")
         return sum(1 for blocks in teacher_size["layers"] if blocks > 0)
     raise ValueError(f"unknown arch '{arch}'; valid: lstm, mixer, resnet")
+
+
+def block_output_sizes(
+    arch: str, teacher_size: Mapping[str, Any], layers_per_block: int
+) -> list[int]:
+    """Elements per sample of each teacher block's output (no model is built): what a block's
+    training time grows with on CPU, so the costliest block jobs can be started first.
+
+    A test checks it against the cut teacher's activations.
+    """
+    count = block_count(arch, teacher_size, layers_per_block)
+    if arch == "lstm":
+        return [HISTORY * int(teacher_size["hidden"])] * count
+    if arch == "mixer":
+        patch = int(teacher_size.get("patch", HISTORY))
+        tokens = (HISTORY // patch) * (CHUNKS // patch)
+        return [tokens * int(teacher_size["dim"])] * count
+    expansion = RESNET_BLOCKS[teacher_size["block"]].expansion
+    sizes, side = [], HISTORY
+    for stage, blocks in enumerate(teacher_size["layers"]):
+        if blocks > 0:
+            side = math.ceil(side / 2) if stage > 0 else side  # its first block has stride 2
+            sizes.append(int(teacher_size["width"]) * 2**stage * expansion * side * side)
+    return sizes
+
+
+def block_priorities(
+    arch: str, teacher_size: Mapping[str, Any], layers_per_block: int
+) -> list[int]:
+    """Snakemake priority of each block job: the rank of its output size (largest: highest).
+
+    Started longest first, the ResNet's 4 unequal stages split evenly over 2 cores whatever order
+    Snakemake would pick among equals.
+    """
+    sizes = block_output_sizes(arch, teacher_size, layers_per_block)
+    distinct = sorted(set(sizes))
+    return [distinct.index(size) for size in sizes]
 
 
 def subsample_rows(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray:
