@@ -14,7 +14,7 @@ demo: setup
 	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
 
 test: setup
-	$(VENV)/bin/pytest -ra
+	$(VENV)/bin/pytest -ra --durations=15
 
 sweeps: setup
 	$(SNAKEMAKE) --cores $(CORES) sweeps

@@ -175,3 +175,23 @@ def test_sweeps_target_on_tiny(tmp_path: Path) -> None:
     assert "packd-a-k1-alpha0.5-T1" in completed.stdout
     assert "packd-d-k2-alpha0.5-T1" in completed.stdout
     assert "results/figures/f1_vs_kd.png" in completed.stdout
+
+
+def test_frontier_target_adds_budgets_to_the_finished_run(tiny_run: Path) -> None:
+    # Two methods at one more budget keep this to a minute; the main table's models are reused.
+    frontier = "frontier={budgets: [1, 4], methods: [no_kd, hashednet]}"
+    arguments = ("--configfile", "tests/configs/tiny.yaml", "--config", frontier)
+    planned = run_snakemake(tiny_run, "frontier", "-n", *arguments)
+    plan = planned.stdout + planned.stderr
+    assert "train_student" in plan and "evaluate_cell" not in plan  # x1 comes from the main run
+    run_snakemake(tiny_run, "frontier", "--cores", "2", *arguments)
+    table = pd.read_csv(tiny_run / "results/tables/frontier.csv")
+    points = table.set_index(["arch", "method", "budget_factor"])["params"]
+    for arch in ("lstm", "resnet"):
+        for method in ("no_kd", "hashednet"):
+            assert points[(arch, method, 4.0)] > points[(arch, method, 1.0)], (arch, method)
+        # A student sized to 4x its count lands near it (the closest width)
+        assert 3.0 < points[(arch, "no_kd", 4.0)] / points[(arch, "no_kd", 1.0)] < 5.0
+        assert points[(arch, "teacher", 1.0)] > points[(arch, "hashednet", 4.0)]
+    page = (tiny_run / "results/frontier.md").read_text()
+    assert "Run time of `frontier" in page and "| HashedNet | 4 |" in page
