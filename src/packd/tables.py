@@ -95,7 +95,8 @@ def main_table(metrics: Sequence[dict]) -> pd.DataFrame:
 
 def teacher_selection_table(selection_paths: Iterable[str | Path]) -> pd.DataFrame:
     """Per seed, app and arch: each learning-rate factor tried for the whole-app teacher, its
-    best validation F1, and which one was kept (paths .../seed{s}/{app}/{arch}/selection.json)."""
+    best validation F1, which one was kept, and the seed it was chosen on (a later seed trains
+    at the first seed's choice; paths .../seed{s}/{app}/{arch}/selection.json)."""
     rows = []
     for path in map(Path, selection_paths):
         selection = json.loads(path.read_text())
@@ -109,6 +110,7 @@ def teacher_selection_table(selection_paths: Iterable[str | Path]) -> pd.DataFra
                     "lr_factor": candidate["lr_factor"],
                     "val_f1": candidate["val_f1"],
                     "chosen": candidate["lr_factor"] == selection["lr_factor"],
+                    "chosen_on_seed": int(selection.get("chosen_on_seed", seed)),
                 }
             )
     return pd.DataFrame(rows)

@@ -58,12 +58,29 @@ def dag(workdir: Path) -> nx.DiGraph:
 
 def test_block_jobs_need_only_the_teacher_and_its_activations(dag: nx.DiGraph) -> None:
     for job in jobs_of(dag, "distill_block"):
-        assert upstream_rules(dag, job) == {"teacher_block_activations": 1, "select_teacher": 1}
+        rules = upstream_rules(dag, job)
+        # The first seed's teacher is selected from the grid; a later seed's replicates it
+        teacher = rules["select_teacher"] + rules["replicate_teacher"]
+        assert rules["teacher_block_activations"] == 1 and teacher == 1 and rules.total() == 2
         (activations,) = [
             p for p in dag.predecessors(job) if p in jobs_of(dag, "teacher_block_activations")
         ]
         # The activations come from the same teacher the block job reads.
         assert set(dag.predecessors(activations)) & set(dag.predecessors(job))
+
+
+def test_later_seeds_train_their_teacher_at_the_first_seeds_choice(
+    workdir: Path, dag: nx.DiGraph
+) -> None:
+    seeds = yaml.safe_load((workdir / CONFIG).read_text())["seeds"]
+    replicates, selections = jobs_of(dag, "replicate_teacher"), jobs_of(dag, "select_teacher")
+    # One selection per (app, arch) on the first seed, one replicate per later seed
+    assert len(replicates) == (len(seeds) - 1) * len(selections) > 0
+    for job in replicates:
+        assert upstream_rules(dag, job)["select_teacher"] == 1
+        assert upstream_rules(dag, job)["train_teacher_candidate"] == 0
+    candidates = jobs_of(dag, "train_teacher_candidate")
+    assert len(candidates) == len(selections) * 2  # tiny's grid: lr x1 and x2, first seed only
 
 
 def test_no_block_job_is_upstream_of_another(dag: nx.DiGraph) -> None:

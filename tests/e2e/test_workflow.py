@@ -90,6 +90,12 @@ def test_ceiling_and_teacher_selection_tables(tiny_run: Path) -> None:
     assert (selection.groupby(["seed", "app", "arch"])["chosen"].sum() == 1).all()
     best = selection.loc[selection.groupby(["seed", "app", "arch"])["val_f1"].idxmax()]
     assert best["chosen"].all()
+    # The grid runs on the first seed; the second trains once, at the first seed's choice
+    first, second = TINY["seeds"]
+    assert (selection["chosen_on_seed"] == first).all()
+    later = selection[selection["seed"] == second].set_index(["app", "arch"])["lr_factor"]
+    chosen = selection[(selection["seed"] == first) & selection["chosen"]]
+    assert later.to_dict() == chosen.set_index(["app", "arch"])["lr_factor"].to_dict()
 
 
 def test_prefetch_table_has_models_and_classic_prefetchers(tiny_run: Path) -> None:

@@ -34,6 +34,8 @@ SWEEPS = ["k", "kd", "features"]
 # Each training seed replicates clustering, every model's initialisation and its batch order; the
 # traces and datasets are shared (the dataset's random subset takes `seed`).
 SEEDS = config.get("seeds") or [config["seed"]]
+# The whole-app teacher's learning rate is chosen on this seed; the others train at its choice.
+SELECTION_SEED = SEEDS[0]
 
 
 def apps_of_kind(kind):
@@ -316,6 +318,14 @@ def format_factor(factor):
 
 def get_lr_factor(wildcards):
     return float(wildcards.factor)
+
+
+def get_chosen_selection(wildcards):
+    """The selection of the first seed, whose choice a later seed's teacher replicates."""
+    return (
+        f"results/teachers/seed{SELECTION_SEED}/{wildcards.app}/{wildcards.arch}/"
+        "selection.json"
+    )
 
 
 def get_teacher_candidates(wildcards):

@@ -1,6 +1,6 @@
-# Teachers: the whole-app teacher's learning rate is chosen on validation from a small grid
-# (train.teacher_grid), then one large model per cluster trains with the chosen rate
-# (independent jobs, run in parallel).
+# Teachers: the whole-app teacher's learning rate is chosen on the first seed's validation from a
+# small grid (train.teacher_grid); later seeds train their whole-app teacher at that choice. Then
+# one large model per cluster trains with the chosen rate (independent jobs, run in parallel).
 
 
 rule train_teacher:
@@ -56,6 +56,8 @@ rule select_teacher:
         "logs/teachers/seed{seed}/{app}/{arch}/select.log",
     benchmark:
         "benchmarks/teachers/seed{seed}/{app}/{arch}/select.tsv"
+    wildcard_constraints:
+        seed=str(SELECTION_SEED),
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -66,3 +68,32 @@ rule select_teacher:
         factors=get_lr_factors(),
     script:
         "../scripts/select_teacher.py"
+
+
+rule replicate_teacher:
+    input:
+        unpack(get_dataset_splits),
+        chosen=get_chosen_selection,
+    output:
+        checkpoint="results/teachers/seed{seed}/{app}/{arch}/all.pt",
+        selection="results/teachers/seed{seed}/{app}/{arch}/selection.json",
+    log:
+        "logs/teachers/seed{seed}/{app}/{arch}/replicate.log",
+    benchmark:
+        "benchmarks/teachers/seed{seed}/{app}/{arch}/replicate.tsv"
+    wildcard_constraints:
+        seed=alternatives([str(seed) for seed in SEEDS[1:]]),
+    conda:
+        "../../envs/train.yaml"
+    threads: get_train_threads()
+    resources:
+        mem_mb=get_train_mem_mb,
+        runtime=get_train_runtime("teacher"),
+        gpu=get_gpus(),
+    params:
+        size=get_teacher_size,
+        train=config["train"],
+        seed=get_seed,
+        chosen_on_seed=SELECTION_SEED,
+    script:
+        "../scripts/replicate_teacher.py"

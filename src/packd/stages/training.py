@@ -130,6 +130,43 @@ def select_teacher(
     return selection
 
 
+def replicate_teacher(
+    split_paths: Mapping[str, str | Path],
+    arch: str,
+    size: Mapping[str, Any],
+    train_config: Mapping[str, Any],
+    seed: int,
+    checkpoint_path: str | Path,
+    selection_path: str | Path,
+    chosen_selection_path: str | Path,
+    chosen_on_seed: int,
+    app: str,
+    log: logging.Logger = LOG,
+) -> dict[str, Any]:
+    """The whole-app teacher of a later seed: trained at the learning-rate factor chosen on the
+    first seed's validation (chosen_selection_path), recorded as this seed's selection.
+
+    The grid runs once: later seeds replicate training at the chosen setting, not the choice.
+    """
+    lr_factor = float(json.loads(Path(chosen_selection_path).read_text())["lr_factor"])
+    log.info("lr x%g, as chosen on seed %d", lr_factor, chosen_on_seed)
+    train_teacher(
+        split_paths, arch, size, train_config, seed, checkpoint_path, app, lr_factor=lr_factor,
+        log=log,
+    )  # fmt: skip
+    header, _ = load_checkpoint(Path(checkpoint_path))
+    best = max((record["val_f1"] for record in header["history"]), default=0.0)
+    candidate = {"lr_factor": lr_factor, "val_f1": best, "path": str(checkpoint_path)}
+    selection = {
+        "lr_factor": lr_factor,
+        "val_f1": best,
+        "candidates": [candidate],
+        "chosen_on_seed": chosen_on_seed,
+    }
+    write_json_atomic(selection_path, selection)
+    return selection
+
+
 def soft_target_routes(
     soft_targets: str, n_samples: int, clusters_path: str | Path | None
 ) -> np.ndarray:
