@@ -36,9 +36,9 @@ PAGE_NOTE = (
     "trains the same blocks one after another in one job. wall_s: Snakemake's wall time, its "
     "start-up (parsing, DAG) included; stage_s: the first block job's start to the last one's "
     "end (log times and benchmark durations); job_s_sum: the jobs' own seconds from their "
-    "benchmark files. Every job pays about 2-4 s "
-    "of Python and torch start-up, so blocks that train for only a few seconds gain little "
-    "from running side by side; see docs/blockwise.md."
+    "benchmark files. Every job pays Python and torch start-up (the parallel jobs' job_s_sum "
+    "against the sequential job's seconds shows how much), so blocks that train for only a few "
+    "seconds gain little from running side by side; see docs/blockwise.md."
 )
 
 
