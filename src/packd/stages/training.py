@@ -41,11 +41,12 @@ def train_teacher(
     lr_factor: float | None = None,
     selection_path: str | Path | None = None,
     log: logging.Logger = LOG,
-) -> None:
-    """Train one teacher on one cluster's samples (or the whole app) and save its checkpoint.
+) -> dict[str, Any]:
+    """Train one teacher on one cluster's samples (or the whole app), save its checkpoint and
+    return the checkpoint's header.
 
     The learning rate is the arch's teacher rate times lr_factor, or times the factor chosen for
-    the whole-app teacher (selection_path, written by select_teacher)."""
+    the whole-app teacher (selection_path, written by select_teacher or replicate_teacher)."""
     if lr_factor is None:
         lr_factor = 1.0
         if selection_path is not None:
@@ -67,7 +68,7 @@ def train_teacher(
         log.warning("cluster %s has no training samples: writing an empty teacher", cluster_id)
         header = checkpoint_header(None, arch, size, "teacher", app, **fields, empty=True)
         save_checkpoint(Path(checkpoint_path), {}, header)
-        return
+        return header
     seed_everything(seed)
     model = build_model(arch, size)
     log.info(
@@ -100,6 +101,26 @@ def train_teacher(
         device=str(result.device),
     )
     save_checkpoint(Path(checkpoint_path), result.best_state, header)
+    return header
+
+
+def _selection_candidate(header: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """A whole-app teacher run as the selection records it: its factor and best validation F1."""
+    best = max((record["val_f1"] for record in header["history"]), default=0.0)
+    return {"lr_factor": float(header["lr_factor"]), "val_f1": best, "path": str(path)}
+
+
+def _write_selection(
+    path: str | Path, chosen: Mapping[str, Any], candidates: list[dict], **fields: Any
+) -> dict[str, Any]:
+    selection = {
+        "lr_factor": chosen["lr_factor"],
+        "val_f1": chosen["val_f1"],
+        "candidates": candidates,
+        **fields,
+    }
+    write_json_atomic(path, selection)
+    return selection
 
 
 def select_teacher(
@@ -114,20 +135,14 @@ def select_teacher(
     candidates = []
     for path, factor in zip(candidate_paths, factors, strict=True):
         header, state = load_checkpoint(Path(path))
-        best = max((record["val_f1"] for record in header["history"]), default=0.0)
-        candidates.append({"lr_factor": float(factor), "val_f1": best, "path": str(path)})
-        log.info("candidate lr x%g: best validation F1 %.4f", factor, best)
+        candidate = {**_selection_candidate(header, path), "lr_factor": float(factor)}
+        candidates.append(candidate)
+        log.info("candidate lr x%g: best validation F1 %.4f", factor, candidate["val_f1"])
     chosen = max(candidates, key=lambda candidate: candidate["val_f1"])
     header, state = load_checkpoint(Path(chosen["path"]))
     save_checkpoint(Path(checkpoint_path), state, header)
-    selection = {
-        "lr_factor": chosen["lr_factor"],
-        "val_f1": chosen["val_f1"],
-        "candidates": candidates,
-    }
-    write_json_atomic(selection_path, selection)
     log.info("chose lr x%g", chosen["lr_factor"])
-    return selection
+    return _write_selection(selection_path, chosen, candidates)
 
 
 def replicate_teacher(
@@ -148,23 +163,13 @@ def replicate_teacher(
 
     The grid runs once: later seeds replicate training at the chosen setting, not the choice.
     """
-    lr_factor = float(json.loads(Path(chosen_selection_path).read_text())["lr_factor"])
-    log.info("lr x%g, as chosen on seed %d", lr_factor, chosen_on_seed)
-    train_teacher(
-        split_paths, arch, size, train_config, seed, checkpoint_path, app, lr_factor=lr_factor,
-        log=log,
+    header = train_teacher(
+        split_paths, arch, size, train_config, seed, checkpoint_path, app,
+        selection_path=chosen_selection_path, log=log,
     )  # fmt: skip
-    header, _ = load_checkpoint(Path(checkpoint_path))
-    best = max((record["val_f1"] for record in header["history"]), default=0.0)
-    candidate = {"lr_factor": lr_factor, "val_f1": best, "path": str(checkpoint_path)}
-    selection = {
-        "lr_factor": lr_factor,
-        "val_f1": best,
-        "candidates": [candidate],
-        "chosen_on_seed": chosen_on_seed,
-    }
-    write_json_atomic(selection_path, selection)
-    return selection
+    candidate = _selection_candidate(header, checkpoint_path)
+    log.info("lr x%g, as chosen on seed %d", candidate["lr_factor"], chosen_on_seed)
+    return _write_selection(selection_path, candidate, [candidate], chosen_on_seed=chosen_on_seed)
 
 
 def soft_target_routes(
