@@ -29,7 +29,8 @@ results-doc: setup
 	$(SNAKEMAKE) --cores $(CORES) results/results.md
 	cp results/results.md docs/results.md
 	if [ -f results/frontier.md ]; then cp results/frontier.md docs/frontier.md; fi
-	$(PYTHON) -m packd.results_doc README.md docs/results.md docs/frontier.md
+	if [ -f results/sweeps.md ]; then cp results/sweeps.md docs/sweeps.md; fi
+	$(PYTHON) -m packd.results_doc README.md docs/results.md docs/frontier.md docs/sweeps.md
 
 report: setup
 	$(SNAKEMAKE) --report results/report.html

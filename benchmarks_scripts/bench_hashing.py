@@ -2,10 +2,11 @@
 
 Usage: python benchmarks_scripts/bench_hashing.py [--configfile config.yaml] [--batches 1 256 1024]
 For each arch's teacher (config models.*.teacher) compressed to the student's parameter count:
-median process CPU milliseconds per batch of an inference forward (eval, inference mode) and of a
-training step (forward + BCE + backward, no optimizer), and the peak resident memory above the
-resident set before one such step (Linux VmHWM, reset through /proc/self/clear_refs). Each
-(arch, method, batch) runs in its own process with 1 thread, so no allocator state is shared.
+median process CPU milliseconds per batch (median again over --rounds interleaved rounds) of an
+inference forward (eval, inference mode) and of a training step (forward + BCE + backward, no
+optimizer), and the peak resident memory above the resident set before one such step (Linux
+VmHWM, reset through /proc/self/clear_refs). Each (arch, method, batch) runs in its own process
+with 1 thread, so no allocator state is shared.
 Methods: dense; roast (inference reads the cached virtual weights); roast-nocache (the array is
 touched before every inference batch, so each one gathers the tiles again); hashednet.
 """
@@ -33,16 +34,22 @@ from packd.models import build_model, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dense", "roast", "roast-nocache", "hashednet")
-WARMUP_BATCH = 2
+WARMUP_BATCH = 2  # a first call pays torch's one-time set-up; pay it on a tiny batch
 PAGE_NOTE = (
-    "Median process CPU milliseconds per batch, 1 thread: `infer_ms` an inference forward, "
+    "Process CPU milliseconds per batch, 1 thread (the median of each round's median, rounds "
+    "interleaved across cells): `infer_ms` an inference forward, "
     "`train_ms` forward + BCE + backward (no optimizer). Peaks: how far the resident set rose "
-    "above its size before one step. roast: the tile-row gather, with the inference cache; "
-    "roast-nocache: the cache defeated before every batch; hashednet: per-element gather with "
-    "hashes computed in the forward; dense: the teacher itself. Each arch's teacher is "
-    "compressed to its student's parameter count, or to the smallest budget that holds its "
-    "dense parts. See docs/hashing.md for how to read the ratios."
-)  # a first call pays torch's one-time set-up; pay it on a tiny batch
+    "above its size before one step. roast: the tile-row gather, with the inference cache, and "
+    "in training one gather node for all layers per forward; roast-nocache: the cache defeated "
+    "before every batch; hashednet: per-element gather with hashes computed in the forward; "
+    "dense: the teacher itself. Each arch's teacher is compressed to its student's parameter "
+    "count, or to the smallest budget that holds its dense parts. See docs/hashing.md for how "
+    "to read the ratios."
+)
+BOUND_NOTE = (
+    "bound: HashedNet time / the dense teacher's time, the most a ROAST that runs the teacher's "
+    "own matmuls could reach (ROAST with no gather cost at all)."
+)
 
 
 def resident_kib(field: str) -> int:
@@ -153,6 +160,9 @@ def main() -> None:
     parser.add_argument("--archs", nargs="*", default=["lstm", "mixer", "resnet"])
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 256, 1024])
     parser.add_argument("--repeats", type=int, default=15, help="timed batches per figure")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="times every cell is timed, in turn; median kept"
+    )
     parser.add_argument("--worker", nargs=4, metavar=("ARCH", "METHOD", "BATCH", "WHAT"))
     parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown page")
     args = parser.parse_args()
@@ -162,21 +172,32 @@ def main() -> None:
         print(json.dumps(measure(arch, method, int(batch), what, sizes, args.repeats)))
         return
 
-    printed = [f"torch {torch.__version__}, 1 thread, sizes from {args.configfile}"]
+    printed = [
+        f"torch {torch.__version__}, 1 thread, sizes from {args.configfile}, "
+        f"median of {args.rounds} interleaved rounds of {args.repeats} timed batches"
+    ]
     print(printed[0])
     # Tensors of 64 KiB and more get their own mapping, returned when freed: the resident set
     # then follows the live tensors instead of what glibc keeps of the warm-up's frees
     memory_environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
+    common = ["--configfile", str(args.configfile), "--repeats", str(args.repeats)]
+    cells = [(a, m, b) for a in args.archs for b in args.batches for m in METHODS]
+    # Rounds run every cell once each, in turn: a slow spell of a shared machine then lands on
+    # one round of every method rather than on all rounds of one, and the median drops it
+    times: dict[tuple, list[dict]] = {cell: [] for cell in cells}
+    for round_index in range(args.rounds):
+        for arch, method, batch in cells:
+            figures = run_worker([arch, method, str(batch), "time", *common])
+            times[arch, method, batch].append(figures)
+            print(json.dumps([round_index, arch, method, batch, figures]), file=sys.stderr)
     rows = []
-    for arch in args.archs:
-        for batch in args.batches:
-            for method in METHODS:
-                common = ["--configfile", str(args.configfile), "--repeats", str(args.repeats)]
-                row = {"arch": arch, "method": method, "batch": batch}
-                row |= run_worker([arch, method, str(batch), "time", *common])
-                row |= run_worker([arch, method, str(batch), "memory", *common], memory_environment)
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr, flush=True)
+    for arch, method, batch in cells:
+        row = {"arch": arch, "method": method, "batch": batch}
+        for name in times[arch, method, batch][0]:
+            row[name] = statistics.median(r[name] for r in times[arch, method, batch])
+        memory = [arch, method, str(batch), "memory", *common]
+        row |= run_worker(memory, memory_environment)
+        rows.append(row)
     columns = ["arch", "method", "params", "batch", "infer_ms", "train_ms"]
     columns += ["weights_mib", "infer_peak_mib", "train_peak_mib"]
     table = [[row.get(column, "") for column in columns] for row in rows]
@@ -188,19 +209,24 @@ def main() -> None:
     for arch in args.archs:
         for batch in args.batches:
             hashednet, roast = by_key[arch, "hashednet", batch], by_key[arch, "roast", batch]
+            dense = by_key[arch, "dense", batch]
             ratios.append(
                 [
                     arch,
                     batch,
                     hashednet["infer_ms"] / roast["infer_ms"],
                     hashednet["infer_ms"] / by_key[arch, "roast-nocache", batch]["infer_ms"],
+                    hashednet["infer_ms"] / dense["infer_ms"],
                     hashednet["train_ms"] / roast["train_ms"],
+                    hashednet["train_ms"] / dense["train_ms"],
                 ]
             )
-    headers = ["arch", "batch", "inference", "inference, no cache", "training step"]
+    headers = ["arch", "batch", "inference", "inference, no cache", "inference bound"]
+    headers += ["training step", "training bound"]
     printed.append("\nHashedNet time / ROAST time (above 1: ROAST is faster)")
     printed.append(tabulate(ratios, headers=headers, floatfmt=".2f"))
-    print("\n".join(printed[-2:]))
+    printed.append(BOUND_NOTE)
+    print("\n".join(printed[-3:]))
     if args.markdown:
         write_page(args.markdown, "ROAST against HashedNet on CPU", PAGE_NOTE, "\n".join(printed))
 

@@ -17,9 +17,11 @@ from packd.results_doc import (
     records_until,
     render_frontier,
     render_results,
+    render_sweeps,
     run_time_line,
     run_wall_seconds,
     splice_run_times,
+    sweep_logs_and_benchmarks,
 )
 from tests.conftest import REPO, run_snakemake
 
@@ -177,6 +179,37 @@ def test_frontier_time_counts_only_the_frontiers_own_jobs() -> None:
     assert own_logs == logs[:2] and own_benchmarks == benchmarks[:1]
 
 
+def test_sweeps_time_counts_only_the_sweeps_own_jobs() -> None:
+    sweep_only = [Path("logs/students/seed1/bc/lstm/packd-a-k4-alpha0.5-T1.log"),
+                  Path("logs/evaluate/seed1/bc/lstm/packd-a-k3-alpha0.1-T5.log"),
+                  Path("logs/cluster/seed1/cluster-bc-a-k4.log"),
+                  Path("logs/teachers/seed1/bc/lstm/d-k3/c2.log"),
+                  Path("logs/paper/sweep_k.log")]  # fmt: skip
+    default_run = [Path("logs/cluster/seed1/cluster-bc-a-k3.log"),
+                   Path("logs/teachers/seed1/bc/lstm/a-k3/c0.log"),
+                   Path("logs/students/seed1/bc/lstm/packd.log"),
+                   Path("logs/students/seed1/bc/lstm/roast-x4.log")]  # fmt: skip
+    benchmarks = [Path("benchmarks/cluster/seed1/cluster-bc-i-k3.tsv"),
+                  Path("benchmarks/cluster/seed1/cluster-bc-a-k3.tsv")]  # fmt: skip
+    logs, own_benchmarks = sweep_logs_and_benchmarks(sweep_only + default_run, benchmarks, "a-k3")
+    assert logs == sweep_only and own_benchmarks == benchmarks[:1]
+
+
+def test_sweeps_page_averages_each_setting_over_apps_and_seeds() -> None:
+    rows = [(1, "bc", "lstm", 2, 0.40), (2, "bc", "lstm", 2, 0.42), (1, "pr", "lstm", 2, 0.50),
+            (1, "bc", "lstm", 3, 0.30), (1, "bc", "resnet", 2, 0.60),
+            (2, "bc", "resnet", 2, 0.70)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["seed", "app", "arch", "k", "f1"])
+    table["features"], table["alpha"], table["temperature"] = "a", 0.5, 1.0
+    page = render_sweeps("config.yaml", {"k": table}, 120.0, 300.0, concurrency=2)
+    assert "## Number of clusters k" in page and "2 seed(s)" in page
+    # k = 2: lstm mean of 0.40, 0.42, 0.50; resnet of 0.60, 0.70; all five cells together
+    assert "| k | F1, lstm | F1, resnet | F1, mean |" in page
+    assert "| 2 | 0.4400 | 0.6500 | 0.5240 |" in page
+    assert "| 3 | 0.3000 | n/a | 0.3000 |" in page
+    assert "`sweeps (after the default run)`: 2.0 min" in page and "adds up to 5.0 min" in page
+
+
 def test_run_times_splice_into_the_readme_and_the_committed_readme_is_current() -> None:
     readme = f"intro\n{README_START}\nold line\n{README_END}\noutro\n"
     pages = ["# R\n" + run_time_line("all", 60.0, 120.0, 2), "- Run time elsewhere: no"]
@@ -192,7 +225,8 @@ def test_run_times_splice_into_the_readme_and_the_committed_readme_is_current() 
         splice_run_times("no markers", pages)
     # The README's times are the committed pages': `make results-doc` wrote them, none by hand
     committed = (REPO / "README.md").read_text()
-    pages = [(REPO / name).read_text() for name in ("docs/results.md", "docs/frontier.md")
+    pages = [(REPO / name).read_text()
+             for name in ("docs/results.md", "docs/frontier.md", "docs/sweeps.md")
              if (REPO / name).exists()]  # fmt: skip
     assert splice_run_times(committed, pages) == committed
 

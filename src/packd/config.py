@@ -19,9 +19,12 @@ from jsonschema import validators
 from jsonschema.exceptions import ValidationError, best_match
 
 # YAML 1.1 (PyYAML, so Snakemake) reads 5e-3 and 1.0e4 as text: its floats need a dot and a
-# signed exponent (5.0e-3). Such text becomes a number where the schema wants one.
+# signed exponent (5.0e-3). Such text becomes a number where the schema wants one. Snakemake's
+# --config leaves the values inside a mapping as text (`sweeps={run: false}`): true and false
+# become booleans where the schema wants one.
 NUMBER_TEXT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 INTEGER_TEXT = re.compile(r"[-+]?\d+")
+BOOLEAN_TEXTS = {"true": True, "false": False}
 MAX_REPORTED_PROBLEMS = 5
 TYPE_NAMES = {
     "integer": "an integer",
@@ -44,11 +47,12 @@ def validate_config(
     """Check config against the schema, then across keys; raise ConfigError naming each bad key.
 
     Changes config in place, as snakemake.utils.validate does: the schema's defaults fill missing
-    keys, and numbers YAML 1.1 left as text (5e-3) become numbers where the schema wants one.
+    keys, and numbers YAML 1.1 left as text (5e-3) become numbers where the schema wants one, as
+    do true and false where it wants a boolean.
     """
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _validator_with_defaults(schema)
-    _convert_number_texts(config, list(validator.iter_errors(config)), schema)
+    _convert_scalar_texts(config, list(validator.iter_errors(config)), schema)
     problems = _describe_all(validator.iter_errors(config), schema)
     if problems:
         shown = problems[:MAX_REPORTED_PROBLEMS]
@@ -75,20 +79,24 @@ def _validator_with_defaults(schema: dict[str, Any]) -> Any:
     return validators.extend(draft, {"properties": set_defaults})(schema)
 
 
-def _convert_number_texts(
+def _convert_scalar_texts(
     config: dict[str, Any], errors: Iterable[ValidationError], schema: Mapping[str, Any]
 ) -> None:
-    """Replace text that spells a number where the schema wants a number."""
+    """Replace text that spells a number or a boolean where the schema wants one."""
     for error in _leaf_errors(errors, schema):
         if error.validator != "type" or not isinstance(error.instance, str):
             continue
-        number = _number_from_text(error.instance.strip(), _as_list(error.validator_value))
-        if number is not None and error.absolute_path:
+        types = _as_list(error.validator_value)
+        text = error.instance.strip()
+        value: Any = _number_from_text(text, types)
+        if value is None and "boolean" in types:
+            value = BOOLEAN_TEXTS.get(text.lower())
+        if value is not None and error.absolute_path:
             *parents, key = error.absolute_path
             container: Any = config
             for parent in parents:
                 container = container[parent]
-            container[key] = number
+            container[key] = value
 
 
 def _number_from_text(text: str, types: list[str]) -> int | float | None:

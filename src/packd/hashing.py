@@ -58,6 +58,9 @@ class RoastArray(nn.Module):
         self.register_buffer("hash_coefficients", odd_hash_coefficients(4, generator))
         self.readers: list[RoastWeight] = []  # a plain list: the readers are not submodules
         self._divisor: torch.Tensor | None = None
+        # One model forward with autograd: every reader's tile rows, gathered at its first read
+        self._in_pass = False
+        self._pass_rows: dict[int, torch.Tensor] | None = None
 
     def tile_offsets(self, layer_index: int, grid: tuple[int, int]) -> torch.Tensor:
         """Start slot of each tile (i, j) of layer `layer_index`: an int64 tensor of shape grid."""
@@ -85,30 +88,66 @@ class RoastArray(nn.Module):
             self._divisor = divisor
         return divisor
 
+    def open_pass(self) -> None:
+        """A model forward starts: its layers share one gather (called by compress_model's hook)."""
+        self._in_pass, self._pass_rows = True, None
+
+    def close_pass(self) -> None:
+        """The model forward ended: drop the pass's rows (backward keeps what it needs)."""
+        self._in_pass, self._pass_rows = False, None
+
+    def pass_rows(self, reader: RoastWeight) -> torch.Tensor | None:
+        """`reader`'s scaled tile rows from the pass's one gather; None outside a training pass.
+
+        A training step would otherwise run one gather node and one backward per layer, each
+        with its own full-array gradient to sum: with tens of small layers those fixed costs
+        outweigh the copying itself.
+        """
+        if not self._in_pass or not torch.is_grad_enabled():
+            return None
+        if self._pass_rows is None:
+            parts = [(r.row_starts(), r.scale) for r in self.readers]
+            rows = _GatherTileRows.apply(self.weight, self, self.tile[1], parts)
+            self._pass_rows = {id(r): part for r, part in zip(self.readers, rows, strict=True)}
+        return self._pass_rows.get(id(reader))
+
+
+def _open_roast_pass(model: nn.Module, inputs: tuple) -> None:
+    model.roast_array.open_pass()
+
+
+def _close_roast_pass(model: nn.Module, inputs: tuple, output: object) -> None:
+    model.roast_array.close_pass()
+
 
 class _GatherTileRows(torch.autograd.Function):
-    """Rows of `width` contiguous slots starting at `row_starts`, times `scale`.
+    """For each (row starts, scale) part: rows of `width` contiguous slots of the array's weight,
+    one row per start, times the scale. One autograd node for all parts, so one backward.
 
-    Backward adds each row's gradient back onto its slots and divides by the array's gradient
-    divisor (ROAST's gradient scaling), without autograd going through an overlapping view.
+    Backward adds each part's scaled row gradients back onto their slots and divides by the
+    array's gradient divisor (ROAST's gradient scaling), without autograd going through an
+    overlapping view.
     """
 
     @staticmethod
-    def forward(ctx, weight, row_starts, width, scale, array):
+    def forward(ctx, weight, array, width, parts):
         windows = weight.as_strided((weight.numel() - width + 1, width), (1, 1))
-        ctx.save_for_backward(row_starts)
-        ctx.width, ctx.scale, ctx.array = width, scale, array
-        return windows.index_select(0, row_starts).mul_(scale)
+        ctx.array, ctx.width, ctx.parts = array, width, parts
+        ctx.set_materialize_grads(False)  # a part no layer read gets None, not a zero tensor
+        return tuple(windows.index_select(0, starts).mul_(scale) for starts, scale in parts)
 
     @staticmethod
-    def backward(ctx, grad_rows):
-        (row_starts,) = ctx.saved_tensors
+    def backward(ctx, *grad_parts):
         array = ctx.array
-        columns = torch.arange(ctx.width, device=row_starts.device)
-        slots = (row_starts[:, None] + columns).reshape(-1)
         grad_weight = torch.zeros_like(array.weight)
-        grad_weight.index_add_(0, slots, grad_rows.reshape(-1), alpha=ctx.scale)
-        return grad_weight.div_(array.grad_divisor()), None, None, None, None
+        columns = torch.arange(ctx.width, device=grad_weight.device)
+        for (starts, scale), grad in zip(ctx.parts, grad_parts, strict=True):
+            if grad is not None:
+                slots = (starts[:, None] + columns).reshape(-1)
+                # scatter_add_: the fastest CPU accumulation here (index_add_ with an alpha, or
+                # on whole rows, measured 2-10x slower)
+                grad_weight.scatter_add_(0, slots, grad.reshape(-1) * scale)
+        return grad_weight.div_(array.grad_divisor()), None, None, None
 
 
 class RoastWeight(nn.Module):
@@ -156,9 +195,10 @@ class RoastWeight(nn.Module):
 
     def _gather(self) -> torch.Tensor:
         tile_cols = self.array.tile[1]
-        rows = _GatherTileRows.apply(
-            self.array.weight, self.row_starts(), tile_cols, self.scale, self.array
-        )
+        rows = self.array.pass_rows(self)
+        if rows is None:  # inference, or a layer called outside its model's forward
+            part = (self.row_starts(), self.scale)
+            (rows,) = _GatherTileRows.apply(self.array.weight, self.array, tile_cols, [part])
         padded = rows.view(-1, self.offsets.shape[1] * tile_cols)
         return padded[: self.rows, : self.cols]
 
@@ -443,6 +483,9 @@ def compress_model(
         setattr(compressed.get_submodule(parent_name), child_name, replacement)
     if kind == "roast":
         compressed.roast_array = array
+        # Each forward of the whole model gathers all its layers' tiles at once (pass_rows)
+        compressed.register_forward_pre_hook(_open_roast_pass)
+        compressed.register_forward_hook(_close_roast_pass, always_call=True)
     compressed.hashing_spec = HashingSpec(kind, budget, seed, tuple(tile))
     device = next(model.parameters(), torch.empty(0)).device  # arrays and offsets: made on CPU
     return compressed.to(device)

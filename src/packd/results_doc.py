@@ -6,13 +6,14 @@ rule for the default config (`make results-doc` copies it there), so no figure i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from packd.methods import method_label, method_rank
+from packd.methods import SWEEP_METHOD, method_label, method_rank
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -299,6 +300,81 @@ def render_frontier(
             "the smallest give distinct points.",
             "",
         ]
+    return "\n".join(lines)
+
+
+# A clustering's name in paths: feature set and k, e.g. a-k3 (results/clusters/.../a-k3.parquet)
+CLUSTERING_NAME = re.compile(r"(?:^|[-/])(?P<name>[adi]-k\d+)$")
+SWEEP_SETTINGS = {"k": ["k"], "kd": ["alpha", "temperature"], "features": ["features"]}
+
+
+def sweep_logs_and_benchmarks(
+    log_paths: Sequence[Path], benchmark_paths: Sequence[Path], default_clustering: str
+) -> tuple[list[Path], list[Path]]:
+    """The logs and benchmarks of the jobs that only the sweeps target runs: the sweep variants'
+    students and evaluations, the clusterings other than the default one (`default_clustering`,
+    e.g. a-k3) with their cluster teachers, and the sweep tables."""
+
+    def sweep_only(path: Path) -> bool:
+        if SWEEP_METHOD.match(path.stem) or path.stem.startswith("sweep_"):
+            return True
+        names = [CLUSTERING_NAME.search(part) for part in (*path.parent.parts, path.stem)]
+        return any(name and name["name"] != default_clustering for name in names)
+
+    return (
+        [path for path in log_paths if sweep_only(path)],
+        [path for path in benchmark_paths if sweep_only(path)],
+    )
+
+
+def sweep_summary(table: pd.DataFrame, sweep: str) -> pd.DataFrame:
+    """One row per swept setting: the PaCKD student's F1 per arch (mean over apps and seeds) and
+    over all cells, from a sweep table (packd.tables.sweep_table)."""
+    keys = SWEEP_SETTINGS[sweep]
+    by_arch = table.pivot_table(index=keys, columns="arch", values="f1", aggfunc="mean")
+    by_arch.columns = [f"F1, {arch}" for arch in by_arch.columns]
+    by_arch["F1, mean"] = table.groupby(keys)["f1"].mean()
+    return by_arch.reset_index()
+
+
+def render_sweeps(
+    config_name: str,
+    tables: Mapping[str, pd.DataFrame],
+    wall_seconds: float,
+    total_job_seconds: float,
+    concurrency: int | None = None,
+) -> str:
+    """The Markdown page of the sweeps target: each sweep's F1 per setting and arch."""
+    seeds = max((table["seed"].nunique() for table in tables.values()), default=0)
+    titles = {"k": "Number of clusters k", "kd": "Distillation alpha and temperature T",
+              "features": "Clustering features"}  # fmt: skip
+    lines = [
+        "# PaCKD sweeps",
+        "",
+        f"Written by the `sweeps_page` rule from a run of `{config_name}` (nothing here is typed "
+        "by hand). Each value is the PaCKD student's test micro-F1 at the threshold chosen on "
+        f"validation, averaged over the apps and {seeds} seed(s); every other setting is the "
+        "config's. The full tables, per app and seed: `results/tables/sweep_*.csv`.",
+        "",
+        run_time_line(
+            "sweeps (after the default run)", wall_seconds, total_job_seconds, concurrency
+        ),
+        "",
+    ]
+    for sweep, table in tables.items():
+        summary = sweep_summary(table, sweep)
+        lines += [
+            f"## {titles.get(sweep, sweep)}",
+            "",
+            "| " + " | ".join(summary.columns) + " |",
+            "|" + "---|" * len(summary.columns),
+        ]
+        for row in summary.itertuples(index=False):
+            settings = [f"{value:g}" if isinstance(value, float) else str(value)
+                        for value in row[: len(SWEEP_SETTINGS[sweep])]]  # fmt: skip
+            values = [_fmt(value) for value in row[len(settings) :]]
+            lines.append("| " + " | ".join(settings + values) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -217,6 +217,7 @@ def sweep_table(metrics: Sequence[dict], sweep: str) -> pd.DataFrame:
             raise ValueError(f"not a sweep method: {entry['method']}")
         rows.append(
             {
+                "seed": entry.get("seed"),
                 "app": entry["app"],
                 "arch": entry["arch"],
                 "features": settings["features"],
@@ -229,7 +230,7 @@ def sweep_table(metrics: Sequence[dict], sweep: str) -> pd.DataFrame:
             }
         )
     keys = {"k": ["k"], "features": ["features"], "kd": ["alpha", "temperature"]}[sweep]
-    return pd.DataFrame(rows).sort_values(["app", "arch", *keys]).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(["app", "arch", *keys, "seed"]).reset_index(drop=True)
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:

@@ -183,6 +183,25 @@ def test_sweeps_target_on_tiny(tmp_path: Path) -> None:
     assert "results/figures/f1_vs_kd.png" in completed.stdout
 
 
+def test_sweeps_target_writes_its_page_on_the_finished_run(tiny_run: Path) -> None:
+    # One seed, one arch and one new clustering (k = 1) keep this to a minute
+    sweeps = "sweeps={run: false, k: [1], features: [a], alpha: [0.5], temperature: [1.0]}"
+    arguments = ("--configfile", "tests/configs/tiny.yaml", "--config", "seeds=[7]")
+    arguments += ("archs=[lstm]", sweeps)
+    run_snakemake(tiny_run, "sweeps", "--cores", "2", *arguments)
+    k_sweep = pd.read_csv(tiny_run / "results/tables/sweep_k.csv")
+    assert set(k_sweep["k"]) == {1} and set(k_sweep["seed"]) == {7}, k_sweep
+    assert set(k_sweep["arch"]) == {"lstm"} and len(k_sweep) == 2  # one row per app
+    page = (tiny_run / "results/sweeps.md").read_text()
+    mean = k_sweep["f1"].mean()
+    assert f"| 1 | {mean:.4f} | {mean:.4f} |" in page, page
+    assert "Run time of `sweeps (after the default run)`" in page
+    # Its time counts only the sweep's own jobs: 2 clusterings (k = 1) and their 2 teachers, 4
+    # variant students (k = 1; k = 2 for features and kd) and their evaluations, 3 sweep tables
+    log = (tiny_run / "logs/paper/sweeps_page.log").read_text()
+    assert "15 sweep-only jobs" in log, log
+
+
 def test_frontier_target_adds_budgets_to_the_finished_run(tiny_run: Path) -> None:
     # Two methods at one more budget keep this to a minute; the main table's models are reused.
     frontier = "frontier={budgets: [1, 4], methods: [no_kd, hashednet]}"

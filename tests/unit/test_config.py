@@ -128,6 +128,17 @@ def test_numbers_yaml_reads_as_text_become_numbers() -> None:
     assert config["seed"] == 1 and isinstance(config["seed"], int)
 
 
+def test_true_and_false_text_become_booleans_where_the_schema_wants_one() -> None:
+    config = load("config.yaml")
+    # What Snakemake's `--config 'sweeps={run: false}'` gives: the values inside stay text
+    config["sweeps"]["run"] = "false"
+    config["kd"]["scale_soft_by_t2"] = "True"
+    validate_config(config, SCHEMA, REPO)
+    assert config["sweeps"]["run"] is False and config["kd"]["scale_soft_by_t2"] is True
+    config["sweeps"]["run"] = "no"  # YAML 1.1's other spellings are not guessed at
+    assert "sweeps.run: expected true or false, got the text 'no'" in validation_error(config)
+
+
 def test_number_text_stays_text_where_the_schema_wants_no_number() -> None:
     config = load("config.yaml")
     config["apps"]["ls"] = {"command": "1e3", "backend": "lackey"}

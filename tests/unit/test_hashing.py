@@ -11,6 +11,7 @@ from packd.hashing import (
     RoastArray,
     RoastWeight,
     VirtualLSTM,
+    _GatherTileRows,
     compress_from_header,
     compress_model,
     hashing_header,
@@ -203,7 +204,8 @@ def test_hashednet_identity_hash_computes_the_dense_layer(layer_kind):
         assert_same_outputs(compressed(inputs), dense(inputs))
 
 
-def test_roast_gradient_scaling_hand_computed():
+@pytest.mark.parametrize("one_pass", [False, True], ids=["per-layer", "one-pass"])
+def test_roast_gradient_scaling_hand_computed(one_pass):
     array = RoastArray(8, tile=(1, 2), seed=0)
     wide = RoastWeight(array, 0, rows=2, cols=2, scale=0.5)
     narrow = RoastWeight(array, 1, rows=1, cols=2, scale=1.0)
@@ -212,12 +214,46 @@ def test_roast_gradient_scaling_hand_computed():
         narrow.offsets.zero_()
     upstream_wide = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     upstream_narrow = torch.tensor([[5.0, 6.0]])
+    if one_pass:  # as inside a compressed model's forward: both layers from one gather
+        array.open_pass()
     loss = (wide() * upstream_wide).sum() + (narrow() * upstream_narrow).sum()
+    array.close_pass()
     loss.backward()
     # slot 0: raw 0.5 * (1 + 3) + 1.0 * 5 = 7, divisor 2 * 0.5**2 + 1.0**2 = 1.5
     # slot 1: raw 0.5 * (2 + 4) + 1.0 * 6 = 9, same divisor; the other slots are unread
     expected = torch.tensor([7 / 1.5, 9 / 1.5, 0, 0, 0, 0, 0, 0])
     torch.testing.assert_close(array.weight.grad, expected)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_training_forward_gathers_once_and_matches_per_layer_gathers(
+    arch, student_sizes, monkeypatch
+):
+    model = compressed_student(arch, "roast", student_sizes).train()
+    array = model.roast_array
+    inputs = torch.rand(4, 10, 10)
+    gathers = []
+    original_apply = _GatherTileRows.apply
+
+    def counted_apply(*args):
+        gathers.append(len(args[3]))  # parts gathered by this call
+        return original_apply(*args)
+
+    monkeypatch.setattr(_GatherTileRows, "apply", counted_apply)
+    model(inputs).square().sum().backward()
+    one_pass_grads = [p.grad.clone() for p in model.parameters()]
+    assert gathers == [len(array.readers)]
+    assert not array._in_pass and array._pass_rows is None  # the forward hook closed the pass
+
+    model.zero_grad()
+    gathers.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(array, "pass_rows", lambda reader: None)  # every layer gathers its own
+        model(inputs).square().sum().backward()
+    assert gathers == [1] * len(array.readers)
+    for one_pass, per_layer in zip(one_pass_grads, model.parameters(), strict=True):
+        torch.testing.assert_close(one_pass, per_layer.grad)
+    assert array.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -173,9 +173,33 @@ rule sweep:
         "../scripts/sweep.py"
 
 
+rule sweeps_page:
+    input:
+        tables=expand("results/tables/sweep_{sweep}.csv", sweep=SWEEPS),
+    output:
+        page="results/sweeps.md",
+    log:
+        "logs/paper/sweeps_page.log",
+    benchmark:
+        "benchmarks/paper/sweeps_page.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        config_name=get_config_name(),
+        sweeps=SWEEPS,
+        default_clustering=f"{config['cluster']['features']}-k{config['cluster']['k']}",
+    script:
+        "../scripts/sweeps_page.py"
+
+
 rule sweeps:
     input:
         get_sweep_output(),
+        "results/sweeps.md",
 
 
 rule results_doc:
