@@ -172,8 +172,10 @@ def main() -> None:
         print(json.dumps(measure(arch, method, int(batch), what, sizes, args.repeats)))
         return
 
+    shown = args.configfile.resolve()
+    shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
     printed = [
-        f"torch {torch.__version__}, 1 thread, sizes from {args.configfile}, "
+        f"torch {torch.__version__}, 1 thread, sizes from {shown}, "
         f"median of {args.rounds} interleaved rounds of {args.repeats} timed batches"
     ]
     print(printed[0])

@@ -8,6 +8,7 @@ small program whose phase before the ROI and whose ROI have sizes given on its c
 
     python benchmarks_scripts/bench_tracing.py [--scale 14] [--degree 16] [--trials 4]
     python benchmarks_scripts/bench_tracing.py --no-sancov   # lackey only
+    ... --markdown docs/benchmarks/tracing_lackey.md       # also write the output as a page
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from packd.benchpage import printed_copy, write_page
 from packd.tracing import (
     KERNELS,
     RECORD_DTYPE,
@@ -39,6 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.kernel_run
 from tests.kernel_runs import kernel_info  # noqa: E402
 
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "workflow" / "kernels"
+PAGE_NOTE = (
+    "lackey ROI cost: seconds per million guest instructions of a small program whose phase "
+    "before the ROI (`pre`) and whose ROI (`roi`) have the sizes given on its command line; "
+    "`base` is both phases tiny, `whole` traces `pre` without a ROI. wall_s is the tracer's "
+    "wall time, vg_cpu_s valgrind's CPU time, py_cpu_s the tracer's own (Python) CPU time. "
+    "See docs/tracing.md for how to read it."
+)
 
 
 def trial_args(args: argparse.Namespace) -> list[str]:
@@ -314,10 +323,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lackey-roi", type=int, default=400_000, help="iterations in the ROI")
     ap.add_argument("--no-lackey", action="store_true")
     ap.add_argument("--no-sancov", action="store_true")
+    ap.add_argument("--markdown", type=Path, help="also write the output as a Markdown page")
     args = ap.parse_args(argv)
+    with printed_copy() as printed:
+        run_benchmarks(args)
+    if args.markdown:
+        write_page(args.markdown, "Load tracing cost", PAGE_NOTE, printed.getvalue())
+    return 0
+
+
+def run_benchmarks(args: argparse.Namespace) -> None:
+    """The benchmarks args asks for, printed as they finish."""
     if args.no_sancov:
         bench_lackey_roi_cost(args)
-        return 0
+        return
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
         plain = Path(tmp) / "graphkernels"
         inlined, called = Path(tmp) / "graphkernels-sancov", Path(tmp) / "graphkernels-called"
@@ -332,7 +351,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_lackey:
             bench_lackey(plain, args)
             bench_lackey_roi_cost(args)
-    return 0
 
 
 if __name__ == "__main__":

@@ -210,6 +210,24 @@ def test_sweeps_page_averages_each_setting_over_apps_and_seeds() -> None:
     assert "`sweeps (after the default run)`: 2.0 min" in page and "adds up to 5.0 min" in page
 
 
+def test_blockwise_sizes_page_is_config_yamls() -> None:
+    """docs/benchmarks/blockwise_sizes.md must hold what its script prints for config.yaml now;
+    rewrite it with the command on its first line after changing model or blockwise sizes."""
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks_scripts/blockwise_sizes.py")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    page = (REPO / "docs/benchmarks/blockwise_sizes.md").read_text()
+    assert "Per block at width" in completed.stdout
+    assert completed.stdout.strip() in page, "docs/benchmarks/blockwise_sizes.md is stale"
+
+
 def test_run_times_splice_into_the_readme_and_the_committed_readme_is_current() -> None:
     readme = f"intro\n{README_START}\nold line\n{README_END}\noutro\n"
     pages = ["# R\n" + run_time_line("all", 60.0, 120.0, 2), "- Run time elsewhere: no"]

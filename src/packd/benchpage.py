@@ -4,12 +4,14 @@ hand (`--markdown docs/benchmarks/NAME.md` on the scripts that take it)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import os
 import platform
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from packd.atomic import write_text_atomic
@@ -59,3 +61,26 @@ def write_page(path: str | Path, title: str, note: str, output: str) -> None:
     """render_page for this process's command line, written atomically to path."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, render_page(title, sys.argv, note, output))
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes to two streams."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def write(self, text: str) -> int:
+        self.first.write(text)
+        return self.second.write(text)
+
+    def flush(self) -> None:
+        self.first.flush()
+
+
+@contextlib.contextmanager
+def printed_copy() -> Iterator[io.StringIO]:
+    """Print as usual inside the block, and keep a copy of it: a page for scripts that print
+    their figures as they go."""
+    copy = io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, copy)):
+        yield copy

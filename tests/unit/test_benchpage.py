@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from packd.benchpage import render_page, write_page
+from packd.benchpage import printed_copy, render_page, write_page
 
 
 def test_page_holds_the_command_the_machine_and_the_output_verbatim() -> None:
@@ -19,3 +19,12 @@ def test_write_page_creates_the_folder(tmp_path: Path) -> None:
     target = tmp_path / "docs" / "benchmarks" / "b.md"
     write_page(target, "Bench", "", "figures")
     assert "figures" in target.read_text()
+
+
+def test_printed_copy_keeps_what_was_printed_and_still_prints_it(capsys) -> None:
+    with printed_copy() as printed:
+        print("lstm 1.23")
+        print("mixer", 4.5)
+    print("after")
+    assert printed.getvalue() == "lstm 1.23\nmixer 4.5\n"
+    assert capsys.readouterr().out == "lstm 1.23\nmixer 4.5\nafter\n"
