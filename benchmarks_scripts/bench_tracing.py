@@ -8,7 +8,7 @@ small program whose phase before the ROI and whose ROI have sizes given on its c
 
     python benchmarks_scripts/bench_tracing.py [--scale 14] [--degree 16] [--trials 4]
     python benchmarks_scripts/bench_tracing.py --no-sancov   # lackey only
-    ... --markdown docs/benchmarks/tracing_lackey.md       # also write the output as a page
+    ... --markdown docs/benchmarks/tracing.md       # also write the output as a page
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ from tests.kernel_runs import kernel_info  # noqa: E402
 
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "workflow" / "kernels"
 PAGE_NOTE = (
-    "lackey ROI cost: seconds per million guest instructions of a small program whose phase "
-    "before the ROI (`pre`) and whose ROI (`roi`) have the sizes given on its command line; "
-    "`base` is both phases tiny, `whole` traces `pre` without a ROI. wall_s is the tracer's "
-    "wall time, vg_cpu_s valgrind's CPU time, py_cpu_s the tracer's own (Python) CPU time. "
-    "See docs/tracing.md for how to read it."
+    "sancov: the traced graph kernels' slow-down against the uninstrumented ones (the legend is "
+    "under its table); lackey: its speed on a small graph kernel. lackey ROI cost: seconds per "
+    "million guest instructions of a small program whose phase before the ROI (`pre`) and whose "
+    "ROI (`roi`) have the sizes given on its command line; `base` is both phases tiny, `whole` "
+    "traces `pre` without a ROI. wall_s is the tracer's wall time, vg_cpu_s valgrind's CPU time, "
+    "py_cpu_s the tracer's own (Python) CPU time. See docs/tracing.md for how to read it."
 )
 
 
