@@ -18,6 +18,7 @@ from packd.results_doc import (
     render_frontier,
     render_results,
     render_sweeps,
+    run_time_figures,
     run_time_line,
     run_wall_seconds,
     splice_run_times,
@@ -265,6 +266,7 @@ def test_run_time_and_peak_concurrency_come_from_the_job_records(tmp_path: Path)
     assert peak_concurrency(logs, benchmarks) == 2  # a and b overlap for 5 s
     assert peak_concurrency(logs, benchmarks, min_seconds=6.0) == 1
     assert peak_concurrency(logs[2:], benchmarks[2:]) == 1
+    assert run_time_figures(logs, benchmarks) == (pytest.approx(30.0), pytest.approx(30.0), 2)
 
 
 def test_the_default_runs_time_leaves_out_later_targets_jobs(tmp_path: Path) -> None:

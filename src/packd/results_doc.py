@@ -85,6 +85,18 @@ def job_seconds(benchmark_paths: Sequence[Path]) -> float:
     return float(sum(pd.read_csv(path, sep="\t")["s"].iloc[0] for path in benchmark_paths))
 
 
+def run_time_figures(
+    log_paths: Sequence[Path], benchmark_paths: Sequence[Path]
+) -> tuple[float, float, int]:
+    """(wall seconds, the jobs' own seconds, most jobs at once) of a set of jobs: the figures
+    run_time_line and the pages that carry it take."""
+    return (
+        run_wall_seconds(log_paths, benchmark_paths),
+        job_seconds(benchmark_paths),
+        peak_concurrency(log_paths, benchmark_paths),
+    )
+
+
 def _summary_rows(summary: pd.DataFrame, methods: Sequence[str]) -> list[str]:
     header = "| cells | " + " | ".join(method_label(m) for m in methods) + " |"
     lines = [header, "|---|" + "---|" * len(methods)]

@@ -7,11 +7,9 @@ import pandas as pd
 from packd.atomic import write_text_atomic
 from packd.joblog import logged_job
 from packd.results_doc import (
-    job_seconds,
-    peak_concurrency,
     records_until,
     render_results,
-    run_wall_seconds,
+    run_time_figures,
 )
 
 with logged_job(snakemake.log[0], "results_doc"):
@@ -28,8 +26,6 @@ with logged_job(snakemake.log[0], "results_doc"):
     document = render_results(
         snakemake.params.config_name,
         tables,
-        run_wall_seconds(logs, benchmarks),
-        job_seconds(benchmarks),
-        peak_concurrency(logs, benchmarks),
+        *run_time_figures(logs, benchmarks),
     )
     write_text_atomic(snakemake.output.doc, document)

@@ -7,10 +7,8 @@ import pandas as pd
 from packd.atomic import write_text_atomic
 from packd.joblog import logged_job
 from packd.results_doc import (
-    job_seconds,
-    peak_concurrency,
     render_sweeps,
-    run_wall_seconds,
+    run_time_figures,
     sweep_logs_and_benchmarks,
 )
 
@@ -28,9 +26,7 @@ with logged_job(snakemake.log[0], "sweeps_page") as log:
     page = render_sweeps(
         snakemake.params.config_name,
         tables,
-        run_wall_seconds(logs, benchmarks),
-        job_seconds(benchmarks),
-        peak_concurrency(logs, benchmarks),
+        *run_time_figures(logs, benchmarks),
     )
     write_text_atomic(snakemake.output.page, page)
     log.info("%d sweep-only jobs\n%s", len(logs), page)

@@ -7,10 +7,8 @@ from packd.joblog import logged_job
 from packd.plots import plot_frontier
 from packd.results_doc import (
     frontier_logs_and_benchmarks,
-    job_seconds,
-    peak_concurrency,
     render_frontier,
-    run_wall_seconds,
+    run_time_figures,
 )
 from packd.tables import frontier_table, read_metrics, to_markdown
 
@@ -28,9 +26,7 @@ with logged_job(snakemake.log[0], "table_frontier") as log:
     page = render_frontier(
         snakemake.params.config_name,
         table,
-        run_wall_seconds(logs, benchmarks),
-        job_seconds(benchmarks),
-        peak_concurrency(logs, benchmarks),
+        *run_time_figures(logs, benchmarks),
     )
     write_text_atomic(snakemake.output.page, page)
     log.info("\n%s", to_markdown(table))
