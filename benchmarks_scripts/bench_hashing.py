@@ -1,7 +1,8 @@
 """ROAST against HashedNet at equal memory, with the dense teacher for reference, on CPU.
 
 Usage: python benchmarks_scripts/bench_hashing.py [--configfile config.yaml] [--batches 1 256 1024]
-For each arch's teacher (config models.*.teacher) compressed to the student's parameter count:
+For each arch's teacher (config models.*.teacher) compressed to --budget-factor (default 1) times
+the student's parameter count:
 median process CPU milliseconds per batch (median again over --rounds interleaved rounds) of an
 inference forward (eval, inference mode) and of a training step (forward + BCE + backward, no
 optimizer), and the peak resident memory above the resident set before one such step (Linux
@@ -29,7 +30,7 @@ from tabulate import tabulate
 
 from packd.benchpage import write_page
 from packd.distill import bce_loss
-from packd.hashing import compress_model, smallest_budget
+from packd.hashing import MIN_ARRAY_SLOTS, HashedNetWeight, compress_model, smallest_budget
 from packd.models import build_model, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,9 +43,15 @@ PAGE_NOTE = (
     "above its size before one step. roast: the tile-row gather, with the inference cache, and "
     "in training one gather node for all layers per forward; roast-nocache: the cache defeated "
     "before every batch; hashednet: per-element gather with hashes computed in the forward; "
-    "dense: the teacher itself. Each arch's teacher is compressed to its student's parameter "
-    "count, or to the smallest budget that holds its dense parts. See docs/hashing.md for how "
+    "dense: the teacher itself. The budgets are in the first table. See docs/hashing.md for how "
     "to read the ratios."
+)
+BUDGET_NOTE = (
+    "budget: the real parameter count of both compressed models, --budget-factor times the "
+    "student's or, where that cannot hold the teacher's dense parts (biases, norms) plus "
+    f"{MIN_ARRAY_SLOTS} hashed slots, the smallest that can. ROAST array / HashedNet arrays: "
+    "the hashed slots (budget less the dense parts); the ROAST tile shrinks until 8 tiles fit "
+    "its array."
 )
 BOUND_NOTE = (
     "bound: HashedNet time / the dense teacher's time, the most a ROAST that runs the teacher's "
@@ -79,15 +86,34 @@ def median_cpu_ms(step: Callable[[], None], repeats: int) -> float:
     return statistics.median(seconds) * 1e3
 
 
-def build(arch: str, method: str, sizes: dict) -> torch.nn.Module:
-    """The teacher of `arch`, dense or compressed to the student's parameter count."""
+def build(arch: str, method: str, sizes: dict, factor: int = 1) -> torch.nn.Module:
+    """The teacher of `arch`, dense or compressed to `factor` times the student's count."""
     torch.manual_seed(0)
     teacher = build_model(arch, sizes[arch]["teacher"])
-    # The student's count, or the smallest budget that holds the teacher's dense parts (as the
+    # The count asked for, or the smallest budget that holds the teacher's dense parts (as the
     # workflow's roast and hashednet methods do)
-    budget = smallest_budget(teacher, count_parameters(build_model(arch, sizes[arch]["student"])))
+    student = count_parameters(build_model(arch, sizes[arch]["student"]))
+    budget = smallest_budget(teacher, factor * student)
     kind = method.split("-")[0]
     return teacher if kind == "dense" else compress_model(teacher, kind, budget, seed=0)
+
+
+def budget_row(arch: str, sizes: dict, factor: int) -> list:
+    """What each method of `arch` holds: the budget, ROAST's array and tile, HashedNet's arrays."""
+    roast, hashednet = build(arch, "roast", sizes, factor), build(arch, "hashednet", sizes, factor)
+    student = count_parameters(build_model(arch, sizes[arch]["student"]))
+    array = roast.roast_array
+    hashed = [m for m in hashednet.modules() if isinstance(m, HashedNetWeight)]
+    return [
+        arch,
+        count_parameters(build(arch, "dense", sizes)),
+        student,
+        count_parameters(roast),
+        array.weight.numel(),
+        "x".join(map(str, array.tile)),
+        len(array.readers),
+        sum(m.weight.numel() for m in hashed),
+    ]
 
 
 def steps(model: torch.nn.Module, method: str, batch: int) -> tuple[Callable, Callable]:
@@ -122,10 +148,12 @@ def weight_mib(model: torch.nn.Module) -> float:
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors) / 2**20
 
 
-def measure(arch: str, method: str, batch: int, what: str, sizes: dict, repeats: int) -> dict:
+def measure(
+    arch: str, method: str, batch: int, what: str, sizes: dict, repeats: int, factor: int
+) -> dict:
     """Times (what == "time") or memory (what == "memory") of one (arch, method, batch)."""
     torch.set_num_threads(1)
-    model = build(arch, method, sizes)
+    model = build(arch, method, sizes, factor)
     infer, train = steps(model, method, batch)
     train(WARMUP_BATCH)
     infer(WARMUP_BATCH)  # last: ROAST's inference cache is there before the figures
@@ -163,26 +191,40 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="times every cell is timed, in turn; median kept"
     )
+    parser.add_argument(
+        "--budget-factor", type=int, default=1, help="budget: this many times the student's count"
+    )
     parser.add_argument("--worker", nargs=4, metavar=("ARCH", "METHOD", "BATCH", "WHAT"))
     parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown page")
     args = parser.parse_args()
     sizes = yaml.safe_load(args.configfile.read_text())["models"]
     if args.worker:
         arch, method, batch, what = args.worker
-        print(json.dumps(measure(arch, method, int(batch), what, sizes, args.repeats)))
+        print(
+            json.dumps(
+                measure(arch, method, int(batch), what, sizes, args.repeats, args.budget_factor)
+            )
+        )
         return
 
     shown = args.configfile.resolve()
     shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
     printed = [
         f"torch {torch.__version__}, 1 thread, sizes from {shown}, "
-        f"median of {args.rounds} interleaved rounds of {args.repeats} timed batches"
+        f"median of {args.rounds} interleaved rounds of {args.repeats} timed batches, "
+        f"budget {args.budget_factor}x the student's count"
     ]
     print(printed[0])
+    budgets = [budget_row(arch, sizes, args.budget_factor) for arch in args.archs]
+    headers = ["arch", "teacher params", "student params", "budget", "ROAST array"]
+    headers += ["ROAST tile", "hashed matrices", "HashedNet arrays"]
+    printed.append(tabulate(budgets, headers=headers) + "\n" + BUDGET_NOTE)
+    print(printed[-1])
     # Tensors of 64 KiB and more get their own mapping, returned when freed: the resident set
     # then follows the live tensors instead of what glibc keeps of the warm-up's frees
     memory_environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
     common = ["--configfile", str(args.configfile), "--repeats", str(args.repeats)]
+    common += ["--budget-factor", str(args.budget_factor)]
     cells = [(a, m, b) for a in args.archs for b in args.batches for m in METHODS]
     # Rounds run every cell once each, in turn: a slow spell of a shared machine then lands on
     # one round of every method rather than on all rounds of one, and the median drops it
