@@ -63,6 +63,18 @@ def test_readme_links_only_existing_docs() -> None:
         assert name in readme and (REPO / name).exists(), name
 
 
+def test_relative_links_of_the_docs_resolve() -> None:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor in the same page
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert len(pages) > 10 and not broken, broken
+
+
 def _tables() -> dict[str, pd.DataFrame]:
     rows = []
     for seed, packd in ((1, 0.62), (2, 0.64)):
