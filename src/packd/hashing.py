@@ -12,6 +12,7 @@ Virtual weight matrices use PyTorch's (out, in) layout; a Conv2d weight is (out,
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -89,7 +90,7 @@ class RoastArray(nn.Module):
         return divisor
 
     def open_pass(self) -> None:
-        """A model forward starts: its layers share one gather (called by compress_model's hook)."""
+        """A model forward starts: its layers share one gather (called by the model's forward)."""
         self._in_pass, self._pass_rows = True, None
 
     def close_pass(self) -> None:
@@ -112,12 +113,26 @@ class RoastArray(nn.Module):
         return self._pass_rows.get(id(reader))
 
 
-def _open_roast_pass(model: nn.Module, inputs: tuple) -> None:
-    model.roast_array.open_pass()
+@functools.cache
+def _in_one_pass(model_class: type[nn.Module]) -> type[nn.Module]:
+    """A subclass of `model_class`, same name, whose forward with autograd is one ROAST pass.
 
+    Not forward hooks: any hook sends every call of the model down nn.Module's slower path, and
+    at batch 1 that cost a cached-ROAST LSTM's inference more than its weights' cache checks.
+    """
 
-def _close_roast_pass(model: nn.Module, inputs: tuple, output: object) -> None:
-    model.roast_array.close_pass()
+    def forward(self, *args, **kwargs):
+        if not torch.is_grad_enabled():  # inference: the layers read their caches
+            return model_class.forward(self, *args, **kwargs)
+        self.roast_array.open_pass()
+        try:
+            return model_class.forward(self, *args, **kwargs)
+        finally:  # also when the forward raises: a later forward must not see this pass's rows
+            self.roast_array.close_pass()
+
+    return type(
+        model_class.__name__, (model_class,), {"forward": forward, "__doc__": model_class.__doc__}
+    )
 
 
 class _GatherTileRows(torch.autograd.Function):
@@ -207,8 +222,10 @@ class RoastWeight(nn.Module):
         if torch.is_grad_enabled():
             self._cached_weight = self._cache_key = None  # training: free the inference copy
             return self._gather()
-        weight = self.array.weight
-        key = (weight.data_ptr(), weight._version, self.offsets.data_ptr(), self.offsets._version)
+        # Straight from the dicts: nn.Module's attribute fallback took about 2 us of this check,
+        # paid by every hashed layer of every batch-1 call
+        weight, offsets = self.array._parameters["weight"], self._buffers["offsets"]
+        key = (weight.data_ptr(), weight._version, offsets.data_ptr(), offsets._version)
         if key != self._cache_key:
             # Contiguous: a cropped edge tile would otherwise be copied again by every matmul
             self._cached_weight, self._cache_key = self._gather().contiguous(), key
@@ -484,8 +501,7 @@ def compress_model(
     if kind == "roast":
         compressed.roast_array = array
         # Each forward of the whole model gathers all its layers' tiles at once (pass_rows)
-        compressed.register_forward_pre_hook(_open_roast_pass)
-        compressed.register_forward_hook(_close_roast_pass, always_call=True)
+        compressed.__class__ = _in_one_pass(type(compressed))
     compressed.hashing_spec = HashingSpec(kind, budget, seed, tuple(tile))
     device = next(model.parameters(), torch.empty(0)).device  # arrays and offsets: made on CPU
     return compressed.to(device)

@@ -278,6 +278,26 @@ def test_budget_below_the_dense_parameters_raises(kind, student_sizes):
         compress_model(model, kind, dense_parameters, seed=0)
 
 
+def test_a_roast_model_keeps_its_class_and_closes_a_failed_pass(student_sizes):
+    dense = build_model("mixer", student_sizes["mixer"])
+    model = compressed_student("mixer", "roast", student_sizes).train()
+    assert isinstance(model, type(dense)) and type(model).__name__ == type(dense).__name__
+    assert type(model) is type(compressed_student("mixer", "roast", student_sizes))  # one class
+    array = model.roast_array
+
+    def fail_after_the_gather(*_) -> None:
+        assert array._in_pass and array._pass_rows is not None  # mid-pass, rows gathered
+        raise RuntimeError("a layer failed")
+
+    handle = model.head.register_forward_hook(fail_after_the_gather)
+    with pytest.raises(RuntimeError, match="a layer failed"):
+        model(torch.rand(4, 10, 10))
+    handle.remove()
+    assert not array._in_pass and array._pass_rows is None
+    model(torch.rand(4, 10, 10)).sum().backward()  # the next forward gathers afresh
+    assert array.weight.grad.abs().sum() > 0
+
+
 def test_inference_cache_follows_the_array(student_sizes):
     model = compressed_student("mixer", "roast", student_sizes).eval()
     inputs = torch.rand(4, 10, 10)
