@@ -100,14 +100,18 @@ def median_cpu_ms(step: Callable[[], None], repeats: int) -> float:
     return statistics.median(seconds) * 1e3
 
 
+def student_count(arch: str, sizes: dict) -> int:
+    """Parameters of the student of `arch` (config models.*.student)."""
+    return count_parameters(build_model(arch, sizes[arch]["student"]))
+
+
 def build(arch: str, method: str, sizes: dict, factor: int = 1) -> torch.nn.Module:
     """The teacher of `arch`, dense or compressed to `factor` times the student's count."""
     torch.manual_seed(0)
     teacher = build_model(arch, sizes[arch]["teacher"])
     # The count asked for, or the smallest budget that holds the teacher's dense parts (as the
     # workflow's roast and hashednet methods do)
-    student = count_parameters(build_model(arch, sizes[arch]["student"]))
-    budget = smallest_budget(teacher, factor * student)
+    budget = smallest_budget(teacher, factor * student_count(arch, sizes))
     kind = method.split("-")[0]
     return teacher if kind == "dense" else compress_model(teacher, kind, budget, seed=0)
 
@@ -115,13 +119,12 @@ def build(arch: str, method: str, sizes: dict, factor: int = 1) -> torch.nn.Modu
 def budget_row(arch: str, sizes: dict, factor: int) -> list:
     """What each method of `arch` holds: the budget, ROAST's array and tile, HashedNet's arrays."""
     roast, hashednet = build(arch, "roast", sizes, factor), build(arch, "hashednet", sizes, factor)
-    student = count_parameters(build_model(arch, sizes[arch]["student"]))
     array = roast.roast_array
     hashed = [m for m in hashednet.modules() if isinstance(m, HashedNetWeight)]
     return [
         arch,
         count_parameters(build(arch, "dense", sizes)),
-        student,
+        student_count(arch, sizes),
         count_parameters(roast),
         array.weight.numel(),
         "x".join(map(str, array.tile)),
