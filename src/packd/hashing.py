@@ -178,6 +178,9 @@ class RoastWeight(nn.Module):
         self.register_buffer("offsets", array.tile_offsets(layer_index, grid))
         array.readers.append(self)
         array.mark_stale()
+        # Crop only where the tiles overhang the matrix: each op costs a training step an
+        # autograd node, and at batch 1 those fixed costs are most of ROAST's overhead
+        self._cropped = (grid[0] * tile_rows, grid[1] * tile_cols) != (rows, cols)
         self._offsets_key: tuple | None = None
         self._row_starts: torch.Tensor | None = None
         self._cached_weight: torch.Tensor | None = None
@@ -215,12 +218,14 @@ class RoastWeight(nn.Module):
             part = (self.row_starts(), self.scale)
             (rows,) = _GatherTileRows.apply(self.array.weight, self.array, tile_cols, [part])
         padded = rows.view(-1, self.offsets.shape[1] * tile_cols)
-        return padded[: self.rows, : self.cols]
+        return padded[: self.rows, : self.cols] if self._cropped else padded
 
     def forward(self) -> torch.Tensor:
         """The virtual weight matrix; without autograd, cached until the array or offsets change."""
         if torch.is_grad_enabled():
-            self._cached_weight = self._cache_key = None  # training: free the inference copy
+            if self._cache_key is not None:  # training: free the inference copy
+                # Past nn.Module.__setattr__, which took about 5 us a layer per step
+                self.__dict__.update(_cached_weight=None, _cache_key=None)
             return self._gather()
         # Straight from the dicts: nn.Module's attribute fallback took about 2 us of this check,
         # paid by every hashed layer of every batch-1 call
