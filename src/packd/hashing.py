@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from packd import roast_native
+
 KINDS = ("roast", "hashednet")
 DEFAULT_TILE = (32, 32)  # (rows, cols) of one ROAST tile: 4 KiB of float32 read contiguously
 # A Mersenne prime: a coefficient below 2**31 times an index below 2**31 still fits in int64
@@ -59,9 +61,10 @@ class RoastArray(nn.Module):
         self.register_buffer("hash_coefficients", odd_hash_coefficients(4, generator))
         self.readers: list[RoastWeight] = []  # a plain list: the readers are not submodules
         self._divisor: torch.Tensor | None = None
-        # One model forward with autograd: every reader's tile rows, gathered at its first read
+        # One model forward with autograd: every reader's matrix, gathered at its first read
         self._in_pass = False
-        self._pass_rows: dict[int, torch.Tensor] | None = None
+        self._pass_weights: dict[int, torch.Tensor] | None = None
+        self._native_plan: tuple | None = None  # the C kernels' plan of all readers, and its key
 
     def tile_offsets(self, layer_index: int, grid: tuple[int, int]) -> torch.Tensor:
         """Start slot of each tile (i, j) of layer `layer_index`: an int64 tensor of shape grid."""
@@ -91,14 +94,14 @@ class RoastArray(nn.Module):
 
     def open_pass(self) -> None:
         """A model forward starts: its layers share one gather (called by the model's forward)."""
-        self._in_pass, self._pass_rows = True, None
+        self._in_pass, self._pass_weights = True, None
 
     def close_pass(self) -> None:
-        """The model forward ended: drop the pass's rows (backward keeps what it needs)."""
-        self._in_pass, self._pass_rows = False, None
+        """The model forward ended: drop the pass's matrices (backward keeps what it needs)."""
+        self._in_pass, self._pass_weights = False, None
 
-    def pass_rows(self, reader: RoastWeight) -> torch.Tensor | None:
-        """`reader`'s scaled tile rows from the pass's one gather; None outside a training pass.
+    def pass_weight(self, reader: RoastWeight) -> torch.Tensor | None:
+        """`reader`'s virtual matrix from the pass's one gather; None outside a training pass.
 
         A training step would otherwise run one gather node and one backward per layer, each
         with its own full-array gradient to sum: with tens of small layers those fixed costs
@@ -106,11 +109,37 @@ class RoastArray(nn.Module):
         """
         if not self._in_pass or not torch.is_grad_enabled():
             return None
-        if self._pass_rows is None:
-            parts = [(r.row_starts(), r.scale) for r in self.readers]
-            rows = _GatherTileRows.apply(self.weight, self, self.tile[1], parts)
-            self._pass_rows = {id(r): part for r, part in zip(self.readers, rows, strict=True)}
-        return self._pass_rows.get(id(reader))
+        if self._pass_weights is None:
+            matrices = read_matrices(self, self.readers)
+            self._pass_weights = {id(r): m for r, m in zip(self.readers, matrices, strict=True)}
+        return self._pass_weights.get(id(reader))
+
+    def native_plan(self, readers: list[RoastWeight]) -> tuple:
+        """(plan, scales, shapes, offsets) of `readers` for the C kernels; all readers' is kept
+        until a reader's offsets change (the plan holds their addresses)."""
+        offsets = [reader.offsets for reader in readers]
+        key = tuple((o.data_ptr(), o._version) for o in offsets)
+        if readers == self.readers and self._native_plan and self._native_plan[0] == key:
+            return self._native_plan[1]
+        shapes = [(reader.rows, reader.cols) for reader in readers]
+        part_plan = roast_native.plan(
+            [(o, rows, cols) for o, (rows, cols) in zip(offsets, shapes, strict=True)]
+        )
+        scales = torch.tensor([reader.scale for reader in readers], dtype=torch.float32)
+        native = (part_plan, scales, shapes, offsets)  # offsets: the addresses stay valid
+        if readers == self.readers:
+            self._native_plan = (key, native)
+        return native
+
+
+def read_matrices(array: RoastArray, readers: list[RoastWeight]) -> list[torch.Tensor]:
+    """Each reader's (rows, cols) virtual matrix, in one autograd node: the C kernels where they
+    serve (roast_native), else PyTorch ops; the two give the same bits."""
+    if roast_native.usable(array.weight) and all(r.offsets.device.type == "cpu" for r in readers):
+        return list(_GatherTiles.apply(array.weight, array, array.native_plan(readers)))
+    parts = [(reader.row_starts(), reader.scale) for reader in readers]
+    rows = _GatherTileRows.apply(array.weight, array, array.tile[1], parts)
+    return [reader.crop(part) for reader, part in zip(readers, rows, strict=True)]
 
 
 @functools.cache
@@ -165,6 +194,24 @@ class _GatherTileRows(torch.autograd.Function):
         return grad_weight.div_(array.grad_divisor()), None, None, None
 
 
+class _GatherTiles(torch.autograd.Function):
+    """_GatherTileRows's work on (rows, cols) matrices, done by roast_native's two C loops."""
+
+    @staticmethod
+    def forward(ctx, weight, array, native):
+        part_plan, scales, shapes, _ = native
+        ctx.array, ctx.native = array, native
+        ctx.set_materialize_grads(False)  # a part no layer read gets None, not a zero tensor
+        return tuple(roast_native.gather(weight, array.tile, part_plan, scales, shapes))
+
+    @staticmethod
+    def backward(ctx, *grad_parts):
+        part_plan, scales, _, _ = ctx.native
+        grad_weight = torch.zeros_like(ctx.array.weight)
+        roast_native.scatter_add(grad_weight, ctx.array.tile, part_plan, scales, list(grad_parts))
+        return grad_weight.div_(ctx.array.grad_divisor()), None, None
+
+
 class RoastWeight(nn.Module):
     """A (rows x cols) virtual weight matrix: scale * tiles read from a shared RoastArray."""
 
@@ -211,14 +258,18 @@ class RoastWeight(nn.Module):
         )
         return padded[: self.rows, : self.cols].reshape(-1)
 
+    def crop(self, rows: torch.Tensor) -> torch.Tensor:
+        """The (rows, cols) matrix of this reader's gathered tile rows (row_starts' order)."""
+        padded = rows.view(-1, self.offsets.shape[1] * self.array.tile[1])
+        # Contiguous, as the C kernels' matrices are: the matmuls' gradients then take the same
+        # path, and the two give the same bits
+        return padded[: self.rows, : self.cols].contiguous() if self._cropped else padded
+
     def _gather(self) -> torch.Tensor:
-        tile_cols = self.array.tile[1]
-        rows = self.array.pass_rows(self)
-        if rows is None:  # inference, or a layer called outside its model's forward
-            part = (self.row_starts(), self.scale)
-            (rows,) = _GatherTileRows.apply(self.array.weight, self.array, tile_cols, [part])
-        padded = rows.view(-1, self.offsets.shape[1] * tile_cols)
-        return padded[: self.rows, : self.cols] if self._cropped else padded
+        matrix = self.array.pass_weight(self)
+        if matrix is None:  # inference, or a layer called outside its model's forward
+            (matrix,) = read_matrices(self.array, [self])
+        return matrix
 
     def forward(self) -> torch.Tensor:
         """The virtual weight matrix; without autograd, cached until the array or offsets change."""
@@ -505,7 +556,7 @@ def compress_model(
         setattr(compressed.get_submodule(parent_name), child_name, replacement)
     if kind == "roast":
         compressed.roast_array = array
-        # Each forward of the whole model gathers all its layers' tiles at once (pass_rows)
+        # Each forward of the whole model gathers all its layers' tiles at once (pass_weight)
         compressed.__class__ = _in_one_pass(type(compressed))
     compressed.hashing_spec = HashingSpec(kind, budget, seed, tuple(tile))
     device = next(model.parameters(), torch.empty(0)).device  # arrays and offsets: made on CPU

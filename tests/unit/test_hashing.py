@@ -6,12 +6,12 @@ import torch
 import yaml
 from torch import nn
 
+from packd import hashing, roast_native
 from packd.hashing import (
     HashedNetWeight,
     RoastArray,
     RoastWeight,
     VirtualLSTM,
-    _GatherTileRows,
     compress_from_header,
     compress_model,
     hashing_header,
@@ -29,6 +29,16 @@ SMALL_TILE = (4, 8)
 def student_sizes() -> dict[str, dict]:
     models = yaml.safe_load((REPO / "config.yaml").read_text())["models"]
     return {arch: models[arch]["student"] for arch in ARCHS}
+
+
+@pytest.fixture(params=["native", "torch"])
+def roast_path(request, monkeypatch) -> str:
+    """Runs a test on ROAST's C kernels, then on its PyTorch path."""
+    if request.param == "native":
+        assert roast_native.library() is not None, "the C kernels did not build (is cc there?)"
+    else:
+        monkeypatch.setattr(roast_native, "usable", lambda weight: False)
+    return request.param
 
 
 def compressed_student(arch: str, kind: str, sizes: dict, seed: int = 0) -> nn.Module:
@@ -174,7 +184,7 @@ def roast_slots_needed(shapes: list[torch.Size], tile: tuple[int, int]) -> int:
 
 
 @pytest.mark.parametrize("layer_kind", ["linear", "conv", "lstm"])
-def test_roast_without_sharing_computes_the_dense_layer(layer_kind):
+def test_roast_without_sharing_computes_the_dense_layer(layer_kind, roast_path):
     dense, inputs, matrices = dense_layers()[layer_kind]
     tile = (2, 4)  # not dividing the shapes: edge tiles are cropped
     budget = dense_count(dense, matrices) + roast_slots_needed([m.shape for m in matrices], tile)
@@ -182,6 +192,8 @@ def test_roast_without_sharing_computes_the_dense_layer(layer_kind):
     place_roast_weights_disjointly(compressed, [matrix.detach() for matrix in matrices])
     with torch.no_grad():
         assert_same_outputs(compressed(inputs), dense(inputs))
+    compressed.train()  # the training pass's one gather reads the same weights
+    assert_same_outputs(compressed(inputs), dense(inputs))
 
 
 @pytest.mark.parametrize("layer_kind", ["linear", "conv", "lstm"])
@@ -205,7 +217,7 @@ def test_hashednet_identity_hash_computes_the_dense_layer(layer_kind):
 
 
 @pytest.mark.parametrize("one_pass", [False, True], ids=["per-layer", "one-pass"])
-def test_roast_gradient_scaling_hand_computed(one_pass):
+def test_roast_gradient_scaling_hand_computed(one_pass, roast_path):
     array = RoastArray(8, tile=(1, 2), seed=0)
     wide = RoastWeight(array, 0, rows=2, cols=2, scale=0.5)
     narrow = RoastWeight(array, 1, rows=1, cols=2, scale=1.0)
@@ -227,33 +239,59 @@ def test_roast_gradient_scaling_hand_computed(one_pass):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_a_training_forward_gathers_once_and_matches_per_layer_gathers(
-    arch, student_sizes, monkeypatch
+    arch, student_sizes, monkeypatch, roast_path
 ):
     model = compressed_student(arch, "roast", student_sizes).train()
     array = model.roast_array
     inputs = torch.rand(4, 10, 10)
     gathers = []
-    original_apply = _GatherTileRows.apply
+    original = hashing.read_matrices
 
-    def counted_apply(*args):
-        gathers.append(len(args[3]))  # parts gathered by this call
-        return original_apply(*args)
+    def counted(array, readers):
+        gathers.append(len(readers))  # matrices gathered by this call
+        return original(array, readers)
 
-    monkeypatch.setattr(_GatherTileRows, "apply", counted_apply)
+    monkeypatch.setattr(hashing, "read_matrices", counted)
     model(inputs).square().sum().backward()
     one_pass_grads = [p.grad.clone() for p in model.parameters()]
     assert gathers == [len(array.readers)]
-    assert not array._in_pass and array._pass_rows is None  # the forward hook closed the pass
+    assert not array._in_pass and array._pass_weights is None  # the model's forward closed it
 
     model.zero_grad()
     gathers.clear()
     with monkeypatch.context() as patch:
-        patch.setattr(array, "pass_rows", lambda reader: None)  # every layer gathers its own
+        patch.setattr(array, "pass_weight", lambda reader: None)  # every layer gathers its own
         model(inputs).square().sum().backward()
     assert gathers == [1] * len(array.readers)
     for one_pass, per_layer in zip(one_pass_grads, model.parameters(), strict=True):
         torch.testing.assert_close(one_pass, per_layer.grad)
     assert array.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_c_kernels_and_the_pytorch_path_give_the_same_bits(arch, student_sizes, monkeypatch):
+    assert roast_native.library() is not None
+    figures = {}
+    for path in ("native", "torch"):
+        with monkeypatch.context() as patch:
+            if path == "torch":
+                patch.setattr(roast_native, "usable", lambda weight: False)
+            model = compressed_student(arch, "roast", student_sizes).train()  # edge tiles cropped
+            optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+            generator = torch.Generator().manual_seed(1)
+            steps = []
+            for _ in range(3):
+                inputs = torch.rand(8, 10, 10, generator=generator)
+                model.zero_grad()
+                outputs = model(inputs)
+                outputs.square().sum().backward()
+                steps.append((outputs.detach().clone(), model.roast_array.weight.grad.clone()))
+                optimizer.step()
+            with torch.inference_mode():
+                steps.append((model.eval()(inputs).clone(),))
+        figures[path] = steps
+    for native, pytorch in zip(figures["native"], figures["torch"], strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(native, pytorch, strict=True))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -278,7 +316,7 @@ def test_budget_below_the_dense_parameters_raises(kind, student_sizes):
         compress_model(model, kind, dense_parameters, seed=0)
 
 
-def test_a_roast_model_keeps_its_class_and_closes_a_failed_pass(student_sizes):
+def test_a_roast_model_keeps_its_class_and_closes_a_failed_pass(student_sizes, roast_path):
     dense = build_model("mixer", student_sizes["mixer"])
     model = compressed_student("mixer", "roast", student_sizes).train()
     assert isinstance(model, type(dense)) and type(model).__name__ == type(dense).__name__
@@ -286,19 +324,19 @@ def test_a_roast_model_keeps_its_class_and_closes_a_failed_pass(student_sizes):
     array = model.roast_array
 
     def fail_after_the_gather(*_) -> None:
-        assert array._in_pass and array._pass_rows is not None  # mid-pass, rows gathered
+        assert array._in_pass and array._pass_weights is not None  # mid-pass, gathered
         raise RuntimeError("a layer failed")
 
     handle = model.head.register_forward_hook(fail_after_the_gather)
     with pytest.raises(RuntimeError, match="a layer failed"):
         model(torch.rand(4, 10, 10))
     handle.remove()
-    assert not array._in_pass and array._pass_rows is None
+    assert not array._in_pass and array._pass_weights is None
     model(torch.rand(4, 10, 10)).sum().backward()  # the next forward gathers afresh
     assert array.weight.grad.abs().sum() > 0
 
 
-def test_inference_cache_follows_the_array(student_sizes):
+def test_inference_cache_follows_the_array(student_sizes, roast_path):
     model = compressed_student("mixer", "roast", student_sizes).eval()
     inputs = torch.rand(4, 10, 10)
     with torch.inference_mode():
