@@ -28,23 +28,26 @@ import torch
 import yaml
 from tabulate import tabulate
 
+from packd import roast_native
 from packd.benchpage import write_page
 from packd.distill import bce_loss
 from packd.hashing import MIN_ARRAY_SLOTS, HashedNetWeight, compress_model, smallest_budget
 from packd.models import build_model, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("dense", "roast", "roast-nocache", "hashednet")
+METHODS = ("dense", "roast", "roast-torch", "roast-nocache", "hashednet")
 WARMUP_BATCH = 2  # a first call pays torch's one-time set-up; pay it on a tiny batch
 PAGE_NOTE = (
     "Process CPU milliseconds per batch, 1 thread (the median of each round's median, rounds "
     "interleaved across cells): `infer_ms` an inference forward, "
     "`train_ms` forward + BCE + backward (no optimizer). Peaks: how far the resident set rose "
-    "above its size before one step. roast: the tile-row gather, with the inference cache, and "
-    "in training one gather node for all layers per forward; roast-nocache: the cache defeated "
-    "before every batch; hashednet: per-element gather with hashes computed in the forward; "
-    "dense: the teacher itself. The budgets are in the first table. See docs/hashing.md for how "
-    "to read the ratios."
+    "above its size before one step. roast: the tile gather and the gradient scatter in "
+    "packd.roast_native's C loops, one autograd node for all layers per training forward, and "
+    "the inference cache; roast-torch: the same model on the PyTorch-ops path (index_select, "
+    "scatter_add_), trained only (its cached inference is roast's); roast-nocache: the cache "
+    "defeated before every batch; hashednet: per-element gather with hashes computed in the "
+    "forward; dense: the teacher itself. The budgets are in the first table. See "
+    "docs/hashing.md for how to read the ratios."
 )
 BUDGET_NOTE = (
     "budget: the real parameter count of both compressed models, --budget-factor times the "
@@ -174,18 +177,24 @@ def measure(
 ) -> dict:
     """Times (what == "time") or memory (what == "memory") of one (arch, method, batch)."""
     torch.set_num_threads(1)
+    if method == "roast-torch":  # this worker's process only
+        os.environ["PACKD_ROAST_NATIVE"] = "0"
     model = build(arch, method, sizes, factor)
     infer, train = steps(model, method, batch)
     train(WARMUP_BATCH)
     infer(WARMUP_BATCH)  # last: ROAST's inference cache is there before the figures
     trains = method != "roast-nocache"  # training never reads the cache: the same as roast
+    infers = method != "roast-torch"  # cached inference runs no gather: the same as roast
+    figures = {}
     if what == "time":
-        figures = {"infer_ms": median_cpu_ms(infer, repeats)}
+        if infers:
+            figures["infer_ms"] = median_cpu_ms(infer, repeats)
         if trains:
             figures["train_ms"] = median_cpu_ms(train, repeats)
         return figures
     figures = {"params": count_parameters(model), "weights_mib": weight_mib(model)}
-    figures["infer_peak_mib"] = peak_extra_mib(infer)
+    if infers:
+        figures["infer_peak_mib"] = peak_extra_mib(infer)
     if trains:
         figures["train_peak_mib"] = peak_extra_mib(train)
     return figures
@@ -230,10 +239,11 @@ def main() -> None:
 
     shown = args.configfile.resolve()
     shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
+    kernels = "built" if roast_native.library() is not None else "NOT available (PyTorch path)"
     printed = [
         f"torch {torch.__version__}, 1 thread, sizes from {shown}, "
         f"median of {args.rounds} interleaved rounds of {args.repeats} timed batches, "
-        f"budget {args.budget_factor}x the student's count"
+        f"budget {args.budget_factor}x the student's count; ROAST's C kernels: {kernels}"
     ]
     print(printed[0])
     budgets = [budget_row(arch, sizes, args.budget_factor) for arch in args.archs]
@@ -278,6 +288,7 @@ def main() -> None:
             infer = hashednet["infer_ms"] / roast["infer_ms"]
             infer_bound = hashednet["infer_ms"] / dense["infer_ms"]
             train = hashednet["train_ms"] / roast["train_ms"]
+            train_torch = hashednet["train_ms"] / by_key[arch, "roast-torch", batch]["train_ms"]
             train_bound = hashednet["train_ms"] / dense["train_ms"]
             ratios.append(
                 [
@@ -287,13 +298,14 @@ def main() -> None:
                     hashednet["infer_ms"] / by_key[arch, "roast-nocache", batch]["infer_ms"],
                     infer_bound,
                     train,
+                    train_torch,
                     train_bound,
                     verdict(train, train_bound, TARGETS["training"]),
                     verdict(infer, infer_bound, TARGETS["inference"]),
                 ]
             )
     headers = ["arch", "batch", "inference", "inference, no cache", "inference bound"]
-    headers += ["training step", "training bound"]
+    headers += ["training step", "training, PyTorch path", "training bound"]
     headers += [f"{name} >= {target}x" for name, target in TARGETS.items()]
     printed.append("\nHashedNet time / ROAST time (above 1: ROAST is faster)")
     printed.append(tabulate(ratios, headers=headers, floatfmt=".2f"))

@@ -64,7 +64,8 @@ class RoastArray(nn.Module):
         # One model forward with autograd: every reader's matrix, gathered at its first read
         self._in_pass = False
         self._pass_weights: dict[int, torch.Tensor] | None = None
-        self._native_plan: tuple | None = None  # the C kernels' plan of all readers, and its key
+        # The C kernels' plans: of all readers (a training pass), of each alone (inference)
+        self._native_plans: dict[tuple[int, ...], tuple] = {}
 
     def tile_offsets(self, layer_index: int, grid: tuple[int, int]) -> torch.Tensor:
         """Start slot of each tile (i, j) of layer `layer_index`: an int64 tensor of shape grid."""
@@ -115,20 +116,21 @@ class RoastArray(nn.Module):
         return self._pass_weights.get(id(reader))
 
     def native_plan(self, readers: list[RoastWeight]) -> tuple:
-        """(plan, scales, shapes, offsets) of `readers` for the C kernels; all readers' is kept
-        until a reader's offsets change (the plan holds their addresses)."""
+        """(plan, scales, shapes, offsets) of `readers` for the C kernels, kept until a reader's
+        offsets change (the plan holds their addresses)."""
         offsets = [reader.offsets for reader in readers]
         key = tuple((o.data_ptr(), o._version) for o in offsets)
-        if readers == self.readers and self._native_plan and self._native_plan[0] == key:
-            return self._native_plan[1]
+        readers_key = tuple(id(reader) for reader in readers)
+        kept = self._native_plans.get(readers_key)
+        if kept is not None and kept[0] == key:
+            return kept[1]
         shapes = [(reader.rows, reader.cols) for reader in readers]
         part_plan = roast_native.plan(
             [(o, rows, cols) for o, (rows, cols) in zip(offsets, shapes, strict=True)]
         )
         scales = torch.tensor([reader.scale for reader in readers], dtype=torch.float32)
         native = (part_plan, scales, shapes, offsets)  # offsets: the addresses stay valid
-        if readers == self.readers:
-            self._native_plan = (key, native)
+        self._native_plans[readers_key] = (key, native)
         return native
 
 
