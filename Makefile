@@ -38,11 +38,11 @@ report: setup
 setup: system-packages $(VENV)/.installed
 
 # clang traces the kernels (SanitizerCoverage; llvm's llvm-link lets the hooks be inlined),
-# valgrind is the second tracer, graphviz draws the rule graph; slurm and munge let the tests
-# bring up a real single-node cluster.
+# valgrind is the second tracer, gcc (cc) builds ROAST's C kernels, graphviz draws the rule
+# graph; slurm and munge let the tests bring up a real single-node cluster.
 system-packages:
 	@missing=""; \
-	for tool in clang llvm-link valgrind dot slurmctld slurmd sbatch munged; do \
+	for tool in cc clang llvm-link valgrind dot slurmctld slurmd sbatch munged; do \
 		command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -50,7 +50,7 @@ system-packages:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-			clang llvm valgrind graphviz slurmctld slurmd slurm-client munge >/dev/null; \
+			gcc clang llvm valgrind graphviz slurmctld slurmd slurm-client munge >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
