@@ -285,8 +285,8 @@ class RoastWeight(nn.Module):
         weight, offsets = self.array._parameters["weight"], self._buffers["offsets"]
         key = (weight.data_ptr(), weight._version, offsets.data_ptr(), offsets._version)
         if key != self._cache_key:
-            # Contiguous: a cropped edge tile would otherwise be copied again by every matmul
-            self._cached_weight, self._cache_key = self._gather().contiguous(), key
+            # Already contiguous on both paths (see crop): no matmul copies a cropped edge tile
+            self._cached_weight, self._cache_key = self._gather(), key
         return self._cached_weight
 
 

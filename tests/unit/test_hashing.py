@@ -342,6 +342,8 @@ def test_inference_cache_follows_the_array(student_sizes, roast_path):
     with torch.inference_mode():
         before = model(inputs)
         assert torch.equal(model(inputs), before)
+    cached = [reader._cached_weight for reader in model.roast_array.readers]
+    assert all(weight.is_contiguous() for weight in cached)  # cropped edge tiles included
     model(inputs).sum().backward()  # grad enabled: gathers afresh
     with torch.no_grad():  # an SGD step: changes the array in place, as optimizers do
         for parameter in model.parameters():
