@@ -41,10 +41,24 @@ def dense_init_std(fan_in: int) -> float:
     return 1.0 / math.sqrt(3.0 * fan_in)
 
 
+def roast_scale_unit(matrices: list[tuple[int, int, float]]) -> float:
+    """The ROAST array's init std: the mean, over all virtual weights, of their dense init std.
+
+    Layer l then reads its weights as (std_l / unit) * slot, so the scales are relative (1 where
+    every layer has the same fan-in) and average 1 over the virtual weights. An Adam step moves
+    each slot by about lr whatever the gradient's scale, so a virtual weight moves by about
+    scale * lr: with these scales about lr, as a dense layer's or HashedNet's weights do. With
+    the paper's absolute scales (unit 1: std-1 array, scale = std_l) ROAST's weights moved about
+    20x less than theirs at the same rate.
+    """
+    total = sum(rows * cols for rows, cols, _ in matrices)
+    return math.fsum(rows * cols * std for rows, cols, std in matrices) / total
+
+
 class RoastArray(nn.Module):
     """The one parameter array every ROAST layer of a model reads its weight tiles from."""
 
-    def __init__(self, size: int, tile: tuple[int, int], seed: int):
+    def __init__(self, size: int, tile: tuple[int, int], seed: int, std: float = 1.0):
         super().__init__()
         tile_rows, tile_cols = tile
         if size <= tile_rows * tile_cols:
@@ -54,9 +68,10 @@ class RoastArray(nn.Module):
             )
         self.tile = (tile_rows, tile_cols)
         generator = torch.Generator().manual_seed(seed)
-        # Std 1: each layer's scale then gives its virtual weights the dense init's distribution
+        # Std `std` (compress_model: roast_scale_unit); each layer's scale, std_l / std, then
+        # gives its virtual weights the dense init's distribution
         uniform = torch.rand(size, generator=generator) * 2 - 1
-        self.weight = nn.Parameter(uniform * math.sqrt(3.0))
+        self.weight = nn.Parameter(uniform * (math.sqrt(3.0) * std))
         # a, b, c, d of h(l, i, j) = ((a*i + b*j + c*l + d) mod P) mod (size - tile size)
         self.register_buffer("hash_coefficients", odd_hash_coefficients(4, generator))
         self.readers: list[RoastWeight] = []  # a plain list: the readers are not submodules
@@ -412,21 +427,26 @@ class VirtualLSTM(nn.Module):
 
 @dataclass(frozen=True)
 class HashingSpec:
-    """What rebuilds a compressed model from its dense architecture: kind, budget, seed, tile."""
+    """What rebuilds a compressed model from its dense architecture: kind, budget, seed, tile,
+    and ROAST's scale unit (its array's init std; None for HashedNet)."""
 
     kind: Literal["roast", "hashednet"]
     budget: int
     seed: int
     tile: tuple[int, int] = DEFAULT_TILE
+    scale_unit: float | None = None
 
     def header(self) -> dict:
-        """JSON-able form (the tile as a list)."""
-        return {
+        """JSON-able form (the tile as a list; scale_unit only for ROAST)."""
+        header = {
             "kind": self.kind,
             "budget": self.budget,
             "seed": self.seed,
             "tile": list(self.tile),
         }
+        if self.scale_unit is not None:
+            header["scale_unit"] = self.scale_unit
+        return header
 
 
 def hashed_matrices(module: nn.Module) -> list[tuple[int, int, float]]:
@@ -509,12 +529,16 @@ def compress_model(
     budget: int,
     seed: int,
     tile: tuple[int, int] = DEFAULT_TILE,
+    *,
+    scale_unit: float | None = None,
 ) -> nn.Module:
     """A copy of `model` whose Linear, Conv2d and LSTM weights are hashed into `budget` parameters.
 
     `budget` counts every real parameter: the hashed array(s) get what the dense ones (biases,
     norms, any other layer) leave. The hashed part depends only on (architecture, kind, budget,
-    seed, tile); the dense parameters are copied from `model`.
+    seed, tile); the dense parameters are copied from `model`. ROAST's `scale_unit` (its array's
+    init std, each layer's scale its dense init std over it) defaults to roast_scale_unit; a
+    checkpoint header without one was made with unit 1 (see compress_from_header).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown hashing kind '{kind}'; valid: {list(KINDS)}")
@@ -537,9 +561,12 @@ def compress_model(
         )
     if kind == "roast":
         tile = fitting_tile(array_size, tile)
-        array = RoastArray(array_size, tile, seed)
+        if scale_unit is None:
+            scale_unit = roast_scale_unit(matrices)
+        scale_unit = float(scale_unit)
+        array = RoastArray(array_size, tile, seed, std=scale_unit)
         virtual_weights = [
-            RoastWeight(array, index, rows, cols, std)
+            RoastWeight(array, index, rows, cols, std / scale_unit)
             for index, (rows, cols, std) in enumerate(matrices)
         ]
     else:
@@ -560,13 +587,14 @@ def compress_model(
         compressed.roast_array = array
         # Each forward of the whole model gathers all its layers' tiles at once (pass_weight)
         compressed.__class__ = _in_one_pass(type(compressed))
-    compressed.hashing_spec = HashingSpec(kind, budget, seed, tuple(tile))
+    unit = scale_unit if kind == "roast" else None
+    compressed.hashing_spec = HashingSpec(kind, budget, seed, tuple(tile), unit)
     device = next(model.parameters(), torch.empty(0)).device  # arrays and offsets: made on CPU
     return compressed.to(device)
 
 
 def hashing_header(model: nn.Module) -> dict:
-    """JSON-able {kind, budget, seed, tile} of a model made by compress_model."""
+    """JSON-able {kind, budget, seed, tile, and for ROAST scale_unit} of a compress_model model."""
     spec = getattr(model, "hashing_spec", None)
     if not isinstance(spec, HashingSpec):
         raise ValueError(f"{type(model).__name__} was not made by compress_model")
@@ -574,7 +602,16 @@ def hashing_header(model: nn.Module) -> dict:
 
 
 def compress_from_header(model: nn.Module, header: dict) -> nn.Module:
-    """compress_model(model, ...) with a hashing_header's values: ready for load_state_dict."""
+    """compress_model(model, ...) with a hashing_header's values: ready for load_state_dict.
+
+    A ROAST header without scale_unit predates it: its array was drawn with std 1 and each layer
+    scaled by its dense init std, which is unit 1.
+    """
     return compress_model(
-        model, header["kind"], int(header["budget"]), int(header["seed"]), tuple(header["tile"])
+        model,
+        header["kind"],
+        int(header["budget"]),
+        int(header["seed"]),
+        tuple(header["tile"]),
+        scale_unit=float(header.get("scale_unit", 1.0)) if header["kind"] == "roast" else None,
     )

@@ -1,3 +1,4 @@
+import copy
 import io
 import json
 
@@ -357,6 +358,99 @@ def test_inference_cache_follows_the_array(student_sizes, roast_path):
     with torch.no_grad():
         torch.testing.assert_close(after, fresh.eval()(inputs))
     assert not torch.allclose(after, before)
+
+
+SMALL_TEACHERS = {
+    "lstm": {"hidden": 24, "layers": 2},
+    "mixer": {"dim": 32, "depth": 2},
+    "resnet": {"block": "basic", "layers": [1, 1], "width": 8},  # first conv: another fan-in
+}
+
+
+def weight_matrices(model: nn.Module) -> list[torch.Tensor]:
+    """The model's weight matrices as hashing sees them: virtual ones materialised, else dense."""
+    with torch.no_grad():
+        virtual = [m() for m in model.modules() if isinstance(m, RoastWeight | HashedNetWeight)]
+        if virtual:
+            return [matrix.detach().clone() for matrix in virtual]
+        dense = []
+        for module in model.modules():
+            if isinstance(module, nn.Linear | nn.Conv2d):
+                dense.append(module.weight.detach().clone())
+            elif isinstance(module, nn.LSTM):
+                dense += [p.detach().clone() for n, p in module.named_parameters() if "weight" in n]
+        return dense
+
+
+def mean_step_and_init_std(model: nn.Module, inputs: torch.Tensor, lr: float) -> tuple:
+    """(mean |change| of the weight matrices over one Adam step at `lr`, their std before)."""
+    before = torch.cat([matrix.reshape(-1) for matrix in weight_matrices(model)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()(inputs).square().mean().backward()
+    optimizer.step()
+    after = torch.cat([matrix.reshape(-1) for matrix in weight_matrices(model)])
+    return (after - before).abs().mean().item(), before.std().item()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_one_adam_step_moves_roast_hashednet_and_dense_weights_alike(arch, roast_path):
+    # Adam moves each real parameter by about lr whatever its gradient's scale; ROAST's virtual
+    # weights are scale * slot, so with the paper's scales (the dense init std, about 0.1 here)
+    # they moved about 10x less than HashedNet's or the dense layer's, 20x at the teacher sizes
+    torch.manual_seed(0)
+    teacher = build_model(arch, SMALL_TEACHERS[arch])
+    inputs = torch.rand(16, 10, 10, generator=torch.Generator().manual_seed(1))
+    budget = count_parameters(teacher) // 4
+    lr = 0.01
+    steps, stds = {}, {}
+    for kind in KINDS:
+        model = compress_model(teacher, kind, budget, seed=0, tile=SMALL_TILE)
+        steps[kind], stds[kind] = mean_step_and_init_std(model, inputs, lr)
+    steps["dense"], stds["dense"] = mean_step_and_init_std(copy.deepcopy(teacher), inputs, lr)
+    assert 0.5 * lr < steps["dense"] <= 1.01 * lr
+    for method in ("hashednet", "dense"):
+        ratio = steps["roast"] / steps[method]
+        assert 1 / 3 < ratio < 3, (steps, method)
+    # The scale folded into the array's init leaves the virtual weights' init distribution
+    assert stds["roast"] == pytest.approx(stds["dense"], rel=0.25)
+
+
+def test_roast_scales_are_relative_to_the_arrays_init_std():
+    torch.manual_seed(0)
+    teacher = build_model("resnet", SMALL_TEACHERS["resnet"])
+    model = compress_model(teacher, "roast", count_parameters(teacher) // 4, seed=0)
+    matrices = [m for module in teacher.modules() for m in hashing.hashed_matrices(module)]
+    unit = hashing_header(model)["scale_unit"]
+    assert unit == hashing.roast_scale_unit(matrices) == model.hashing_spec.scale_unit
+    assert model.roast_array.weight.std().item() == pytest.approx(unit, rel=0.05)
+    scales = [reader.scale for reader in model.roast_array.readers]
+    assert scales == [std / unit for _, _, std in matrices]
+    # Fan-ins from 8 to 144: the scales differ, and average 1 over the virtual weights
+    sizes = [rows * cols for rows, cols, _ in matrices]
+    assert len(set(scales)) > 1
+    assert sum(s * n for s, n in zip(scales, sizes, strict=True)) == pytest.approx(sum(sizes))
+    # An LSTM's matrices all have the hidden size as fan-in: the virtual weight is the slot
+    lstm = compress_model(build_model("lstm", SMALL_TEACHERS["lstm"]), "roast", 4000, seed=0)
+    assert all(r.scale == pytest.approx(1.0, abs=1e-12) for r in lstm.roast_array.readers)
+    assert "scale_unit" not in hashing_header(compress_model(teacher, "hashednet", 4000, seed=0))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_roast_header_without_a_scale_unit_rebuilds_the_unit_1_model(arch, student_sizes):
+    # Checkpoints written before the scale unit: std-1 array, each layer scaled by its init std
+    torch.manual_seed(0)
+    model = build_model(arch, student_sizes[arch])
+    old = compress_model(model, "roast", count_parameters(model) // 2, 3, SMALL_TILE, scale_unit=1)
+    matrices = [m for module in model.modules() for m in hashing.hashed_matrices(module)]
+    assert [r.scale for r in old.roast_array.readers] == [std for _, _, std in matrices]
+    header = hashing_header(old)
+    assert header.pop("scale_unit") == 1.0
+    rebuilt = compress_from_header(build_model(arch, student_sizes[arch]), header)
+    rebuilt.load_state_dict(old.state_dict())
+    assert [r.scale for r in rebuilt.roast_array.readers] == [std for _, _, std in matrices]
+    inputs = torch.rand(3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(inputs), old.eval()(inputs))
 
 
 def test_split_budget_sums_to_the_total_and_gives_every_array_a_slot():
