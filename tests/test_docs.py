@@ -102,12 +102,42 @@ def _tables() -> dict[str, pd.DataFrame]:
             {
                 "comparison": "packd - no_kd",
                 "arch": "all",
+                "seeds": 2,
                 "mean_f1_difference": 0.03,
                 "sd_over_seeds": 0.0141,
                 "ci95_low": -0.097,
                 "ci95_high": 0.157,
                 "p_value": 0.205,
-            }
+                "p_holm": 0.41,
+                "significant_holm": False,
+                "holm_tests": 2,
+            },
+            {
+                "comparison": "teacher - no_kd",
+                "arch": "all",
+                "seeds": 2,
+                "mean_f1_difference": 0.1,
+                "sd_over_seeds": 0.0,
+                "ci95_low": 0.1,
+                "ci95_high": 0.1,
+                "p_value": float("nan"),
+                "p_holm": float("nan"),
+                "significant_holm": False,
+                "holm_tests": 2,
+            },
+            {
+                "comparison": "packd - standard_kd",
+                "arch": "all",
+                "seeds": 2,
+                "mean_f1_difference": 0.02,
+                "sd_over_seeds": 0.00002,
+                "ci95_low": 0.0198,
+                "ci95_high": 0.0202,
+                "p_value": 0.0006,
+                "p_holm": 0.0012,
+                "significant_holm": True,
+                "holm_tests": 2,
+            },
         ]  # fmt: skip
     )
     ceiling = pd.DataFrame(
@@ -131,7 +161,14 @@ def _tables() -> dict[str, pd.DataFrame]:
 def test_results_document_reads_its_numbers_from_the_tables() -> None:
     document = render_results("config.yaml", _tables(), 125.0, 300.0)
     assert "0.6300 ± 0.0141" in document  # the summary's mean and sd over seeds
-    assert "| packd - no_kd | all | 0.0300 | 0.0141 | [-0.0970, 0.1570] | 0.205 |" in document
+    assert (
+        "| packd - no_kd | all | 2 | 0.0300 | 0.0141 | [-0.0970, 0.1570] | 0.205 | 0.410 | no |"
+        in document
+    )
+    assert "Holm's step-down adjustment over all 2 tests" in document
+    # sd 0: no test, said so, not a p of 0; a tiny sd and p are not printed as 0.0000 and 0.000
+    assert "| 0.0000 | [0.1000, 0.1000] | n/a (sd 0) | n/a (sd 0) | n/a (sd 0) |" in document
+    assert "| 2.0e-05 | [0.0198, 0.0202] | 6.0e-04 | 1.2e-03 | yes |" in document
     assert "Teacher / student parameters: lstm 100x" in document
     assert "in 0 of 1 (seed, app, arch) cells" in document
     assert "**Not the ceiling**: seed 1, bc/lstm: not above mlp" in document
@@ -217,9 +254,11 @@ def test_sweeps_page_averages_each_setting_over_apps_and_seeds() -> None:
     page = render_sweeps("config.yaml", {"k": table}, 120.0, 300.0, concurrency=2)
     assert "## Number of clusters k" in page and "2 seed(s)" in page
     # k = 2: lstm mean of 0.40, 0.42, 0.50; resnet of 0.60, 0.70; all five cells together
-    assert "| k | F1, lstm | F1, resnet | F1, mean |" in page
-    assert "| 2 | 0.4400 | 0.6500 | 0.5240 |" in page
-    assert "| 3 | 0.3000 | n/a | 0.3000 |" in page
+    # ± the sd over seeds of each seed's mean over apps: lstm 0.45 (bc, pr) and 0.42 (bc);
+    # resnet 0.60 and 0.70; all cells 0.50 and 0.56. One seed at k = 3: no sd.
+    assert "| k | F1, lstm | F1, resnet | F1, mean | seeds |" in page
+    assert "| 2 | 0.4400 ± 0.0212 | 0.6500 ± 0.0707 | 0.5240 ± 0.0424 | 2 |" in page
+    assert "| 3 | 0.3000 | n/a | 0.3000 | 1 |" in page
     assert "`sweeps (after the default run)`: 2.0 min" in page and "adds up to 5.0 min" in page
 
 

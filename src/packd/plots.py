@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
+import matplotlib.transforms as transforms  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
@@ -65,8 +67,11 @@ def plot_cluster_sizes(sizes: pd.DataFrame, title: str, path: Path) -> None:
 
 
 def f1_differences(table: pd.DataFrame, baseline: str = "no_kd") -> pd.DataFrame:
-    """Per (arch, app, method): mean over seeds of F1(method) - F1(baseline), its sd over seeds
-    and a 95% t half-width (NaN with one seed); validation protocol."""
+    """Per (arch, app, method), validation protocol: the paired difference F1(method) -
+    F1(baseline) in each seed (the seed is the unit), then over the `count` (n) seeds its
+    `mean`, sd (`std`), the 95% t `half_width` (n - 1 degrees of freedom) and the interval
+    `ci95_low`, `ci95_high` of the mean difference. NaN intervals with one seed; an sd of 0
+    (the same difference in every seed) gives a zero-width interval."""
     rows = table[table["protocol"] == "validation"]
     wide = rows.pivot_table(index=["arch", "app", "seed"], columns="method", values="f1")
     differences = wide.drop(columns=[baseline]).sub(wide[baseline], axis=0)
@@ -77,12 +82,32 @@ def f1_differences(table: pd.DataFrame, baseline: str = "no_kd") -> pd.DataFrame
         stats.t.ppf(0.975, count - 1) * sd / np.sqrt(count) if count > 1 else np.nan
         for sd, count in zip(summary["std"], summary["count"], strict=True)
     ]
+    summary["ci95_low"] = summary["mean"] - summary["half_width"]
+    summary["ci95_high"] = summary["mean"] + summary["half_width"]
     return summary
 
 
-def plot_main_f1(table: pd.DataFrame, path: Path, baseline: str = "no_kd") -> None:
-    """Each method's test F1 minus no KD's, per app (one panel per arch), with 95% intervals
-    over seeds: differences of 0.002 are invisible on a 0-1 axis of bars."""
+def _limits(values: Sequence[float] | np.ndarray, margin: float = 0.08) -> tuple[float, float]:
+    """Axis limits holding every finite value (and 0), with a margin of the span each side."""
+    values = np.asarray(values, dtype=float)
+    values = np.append(values[np.isfinite(values)], 0.0)
+    low, high = float(values.min()), float(values.max())
+    pad = margin * (high - low) if high > low else max(1e-3, 0.1 * abs(high))
+    return low - pad, high + pad
+
+
+def _seed_count(counts: pd.Series) -> str:
+    """'2 seeds' or '1-3 seeds' from per-point seed counts."""
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} seed{'s' if high > 1 else ''}" if low == high else f"{low}-{high} seeds"
+
+
+def plot_main_f1(table: pd.DataFrame, path: Path, baseline: str = "no_kd") -> plt.Figure:
+    """Each method's validation-protocol test F1 minus no KD's, per app (one panel per arch):
+    bars are the mean paired difference over seeds, whiskers its 95% t interval (the seed is
+    the unit; none with one seed). Each panel's y-limits come from its intervals, so every
+    whisker is whole and a difference of 0.002 is not lost on a 0-1 axis; the title gives the
+    number of seeds and the interval. Returns the (saved, closed) figure."""
     summary = f1_differences(table, baseline)
     archs = sorted(summary["arch"].unique())
     methods = sorted(summary["method"].unique(), key=method_rank)
@@ -104,13 +129,23 @@ def plot_main_f1(table: pd.DataFrame, path: Path, baseline: str = "no_kd") -> No
                 capsize=2,
             )
         panel.axhline(0, color="black", linewidth=0.8)
+        panel.set_ylim(*_limits(rows[["mean", "ci95_low", "ci95_high"]].to_numpy().ravel()))
         panel.set_xticks(np.arange(len(apps)), apps)
         panel.set_title(arch)
         panel.set_ylabel(f"test micro-F1 minus {method_label(baseline)}")
+    if len(summary):
+        seeds = _seed_count(summary["count"])
+        interval = (
+            "whiskers: 95% t interval of the mean paired difference (seed as unit, n - 1 df)"
+            if summary["count"].max() > 1
+            else "one seed: no interval"
+        )
+        figure.suptitle(f"Mean over {seeds}; {interval}", fontsize=10)
     handles, labels = panels[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), frameon=False)
     figure.subplots_adjust(bottom=0.3)
     _save(figure, path)
+    return figure
 
 
 def plot_training_curves(metrics: Sequence[dict], path: Path) -> None:
@@ -140,8 +175,10 @@ def plot_training_curves(metrics: Sequence[dict], path: Path) -> None:
     _save(figure, path)
 
 
-def plot_sweep(table: pd.DataFrame, sweep: str, path: Path) -> None:
-    """Mean PaCKD student F1 over apps against the swept setting, one line per arch."""
+def plot_sweep(table: pd.DataFrame, sweep: str, path: Path) -> plt.Figure:
+    """PaCKD student F1 against the swept setting, one line per arch: the mean over apps and
+    seeds, error bars the sd over seeds of each seed's mean over apps (none with one seed).
+    Returns the (saved, closed) figure."""
     figure, axes = plt.subplots(figsize=(6, 4))
     if sweep == "kd":
         table = table.assign(
@@ -153,28 +190,48 @@ def plot_sweep(table: pd.DataFrame, sweep: str, path: Path) -> None:
         key = "setting"
     else:
         key = sweep
-    means = table.groupby(["arch", key], sort=False)["f1"].mean().reset_index()
-    for arch, rows in means.groupby("arch"):
-        axes.plot(rows[key].astype(str), rows["f1"], marker="o", label=arch)
+    means = table.groupby(["arch", key], sort=False)["f1"].mean().rename("f1")
+    per_seed = table.groupby(["arch", key, "seed"], sort=False)["f1"].mean()
+    spread = per_seed.groupby(level=["arch", key], sort=False).agg(["std", "count"])
+    points = pd.concat([means, spread], axis=1).reset_index()
+    for arch, rows in points.groupby("arch"):
+        axes.errorbar(
+            rows[key].astype(str), rows["f1"], yerr=rows["std"].fillna(0), marker="o",
+            capsize=3, label=arch,
+        )  # fmt: skip
     axes.set_xlabel({"k": "clusters k", "features": "feature set", "kd": "alpha and T"}[sweep])
     axes.set_ylabel("PaCKD student test micro-F1 (mean over apps)")
+    if len(points):
+        spread_text = (
+            "error bars: sd over seeds" if points["count"].max() > 1 else "one seed: no spread"
+        )
+        axes.set_title(f"{_seed_count(points['count'])}; {spread_text}", fontsize=10)
     axes.legend()
     if sweep == "kd":
         axes.tick_params(axis="x", rotation=45)
     _save(figure, path)
+    return figure
 
 
 CLASSIC_MARKERS = dict(zip(CLASSIC_PREFETCHERS, ("s", "^", "D", "<", ">"), strict=False))
 ARCH_MARKERS = ("o", "P", "X", "v", "*")
 
 
-def plot_prefetch(table: pd.DataFrame, path: Path) -> None:
-    """Coverage against accuracy, a panel per app: a point per model (colour: method, marker:
-    arch) and per classic prefetcher (black, its own marker)."""
+def plot_prefetch(table: pd.DataFrame, path: Path) -> plt.Figure:
+    """Coverage against accuracy (useful / filled), a panel per app: a point per model (colour:
+    its method's, packd.methods.method_color; marker: arch) and per classic prefetcher (black,
+    open, its own marker). The legend names each colour and each marker once: colours (patches)
+    are methods, filled grey markers archs, open black markers classic prefetchers. Returns the
+    (saved, closed) figure."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     apps = sorted(table["app"].unique()) or ["(none)"]
-    archs = sorted(table.loc[table["kind"] == "model", "arch"].unique())
+    models = table[table["kind"] == "model"]
+    archs = sorted(models["arch"].unique())
+    arch_marker = {arch: ARCH_MARKERS[i % len(ARCH_MARKERS)] for i, arch in enumerate(archs)}
     figure, panels = plt.subplots(
-        1, len(apps), figsize=(4.5 * len(apps), 4.2), squeeze=False, sharey=True
+        1, len(apps), figsize=(4.5 * len(apps), 4.4), squeeze=False, sharey=True
     )
     for panel, app in zip(panels[0], apps, strict=True):
         rows = table[table["app"] == app]
@@ -183,9 +240,10 @@ def plot_prefetch(table: pd.DataFrame, path: Path) -> None:
                 row["coverage"],
                 row["accuracy"],
                 color=method_color(row["name"]),
-                marker=ARCH_MARKERS[archs.index(row["arch"]) % len(ARCH_MARKERS)],
+                marker=arch_marker[row["arch"]],
                 s=40,
                 alpha=0.85,
+                edgecolors="none",
             )
         # Classic rows repeat once per arch in the table: one point each.
         classic = rows[rows["kind"] == "classic"].drop_duplicates("name")
@@ -195,65 +253,117 @@ def plot_prefetch(table: pd.DataFrame, path: Path) -> None:
                 row["accuracy"],
                 color="black",
                 marker=CLASSIC_MARKERS.get(row["name"], "x"),
-                s=50,
+                s=55,
                 facecolors="none",
+                linewidths=1.2,
             )
         panel.set_title(app)
-        panel.set_xlabel("coverage (useful / baseline LLC misses)")
-        panel.set_xlim(left=0)
-        panel.set_ylim(0, 1)
-    panels[0][0].set_ylabel("accuracy (useful / issued prefetches)")
-    handles = [
-        plt.Line2D([], [], color=method_color(name), marker="o", linestyle="", label=name)
-        for name in sorted(table.loc[table["kind"] == "model", "name"].unique(), key=method_rank)
-    ]
+        panel.set_xlabel("coverage (useful / LLC misses without prefetching)")
+        panel.set_xlim(0, max(0.05, 1.1 * float(rows["coverage"].max() or 0)))
+        panel.set_ylim(0, 1.02)
+        panel.grid(alpha=0.3)
+    panels[0][0].set_ylabel("accuracy (useful / filled prefetches)")
+    names = sorted(models["name"].unique(), key=method_rank)
+    handles = [Patch(color=method_color(name), label=method_label(name)) for name in names]
     handles += [
-        plt.Line2D(
+        Line2D([], [], color="grey", marker=arch_marker[arch], linestyle="", label=arch)
+        for arch in archs
+    ]
+    present = set(table.loc[table["kind"] == "classic", "name"])
+    handles += [
+        Line2D(
             [],
             [],
-            color="grey",
-            marker=ARCH_MARKERS[index % len(ARCH_MARKERS)],
+            color="black",
+            marker=CLASSIC_MARKERS.get(name, "x"),
+            markerfacecolor="none",
             linestyle="",
-            label=arch,
+            label=method_label(name),
         )
-        for index, arch in enumerate(archs)
+        for name in [*CLASSIC_PREFETCHERS, *sorted(present - set(CLASSIC_PREFETCHERS))]
+        if name in present
     ]
-    handles += [
-        plt.Line2D(
-            [], [], color="black", marker=marker, markerfacecolor="none", linestyle="", label=name
-        )
-        for name, marker in CLASSIC_MARKERS.items()
-        if name in set(table.loc[table["kind"] == "classic", "name"])
-    ]
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), frameon=False)
-    figure.subplots_adjust(bottom=0.32)
+    if handles:
+        figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
+    rows_of_legend = -(-len(handles) // 6) if handles else 0
+    figure.subplots_adjust(bottom=0.16 + 0.06 * rows_of_legend)
     _save(figure, path)
+    return figure
 
 
-def plot_frontier(table: pd.DataFrame, path: Path) -> None:
+def _compact_count(value: float, _position: int | None = None) -> str:
+    """1000 -> 1k, 2500000 -> 2.5M: short parameter counts for a log axis."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def _log_count_axis(axis: matplotlib.axis.Axis, values: np.ndarray) -> None:
+    """A log axis holding values with a margin and at least two decades (the labelled major
+    ticks, at most 6, in a short plain form); minor ticks unlabelled (their labels run into
+    each other)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values):
+        low, high = np.log10(values.min() / 1.6), np.log10(values.max() * 1.6)
+        while np.floor(high) - np.ceil(low) < 1:  # fewer than two decades inside: widen
+            up, down = np.ceil(high) - high, low - np.floor(low)  # to the next decade out
+            if up == 0 and down == 0:
+                high += 1
+            elif up == 0 or (down > 0 and down < up):
+                low = np.floor(low)
+            else:
+                high = np.ceil(high)
+        if axis.axis_name == "x":
+            axis.axes.set_xlim(10**low, 10**high)
+        else:
+            axis.axes.set_ylim(10**low, 10**high)
+    axis.set_major_locator(ticker.LogLocator(base=10, numticks=6))
+    axis.set_major_formatter(ticker.FuncFormatter(_compact_count))
+    axis.set_minor_locator(ticker.LogLocator(base=10, subs=np.arange(2, 10), numticks=12))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def plot_frontier(table: pd.DataFrame, path: Path) -> plt.Figure:
     """Test F1 against real parameter count (log scale), one panel per arch, one line per
-    method over its budgets, error bars the sd over seeds; the teacher as a dashed ceiling."""
+    method over its budgets at each point's real size, error bars the sd over seeds; the
+    teacher at its own size and as a dashed horizontal line labelled as the ceiling. Returns
+    the (saved, closed) figure."""
     archs = sorted(table["arch"].unique())
     figure, panels = plt.subplots(1, len(archs), figsize=(5 * len(archs), 4.2), squeeze=False)
     for panel, arch in zip(panels[0], archs, strict=True):
         rows = table[table["arch"] == arch]
         for method, points in rows.groupby("method", sort=False):
+            points = points.sort_values("params")
+            color = method_color(method)
             if method == "teacher":
+                ceiling = float(points["f1"].iloc[0])
                 panel.axhline(
-                    points["f1"].iloc[0], color=method_color(method), linestyle="--",
-                    label=method_label(method),
+                    ceiling, color=color, linestyle="--", linewidth=1,
+                    label=f"{method_label(method)} F1 (ceiling)",
+                )  # fmt: skip
+                along = transforms.blended_transform_factory(panel.transAxes, panel.transData)
+                panel.text(
+                    0.01, ceiling, f"ceiling: {method_label(method)} {ceiling:.3f}",
+                    transform=along, color=color, fontsize=8, ha="left", va="bottom",
+                )  # fmt: skip
+                panel.errorbar(
+                    points["params"], points["f1"], yerr=points["f1_sd"].fillna(0), marker="*",
+                    markersize=10, linestyle="none", color=color, capsize=2,
                 )  # fmt: skip
                 continue
-            points = points.sort_values("params")
             panel.errorbar(
                 points["params"], points["f1"], yerr=points["f1_sd"].fillna(0), marker="o",
-                color=method_color(method), label=method_label(method), capsize=2,
+                color=color, label=method_label(method), capsize=2,
             )  # fmt: skip
         panel.set_xscale("log")
+        _log_count_axis(panel.xaxis, rows["params"].to_numpy())
         panel.set_title(arch)
         panel.set_xlabel("real parameters")
         panel.set_ylabel("test micro-F1 (mean over apps and seeds)")
     handles, labels = panels[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), frameon=False)
-    figure.subplots_adjust(bottom=0.3)
+    figure.subplots_adjust(bottom=0.3, wspace=0.35)  # room for edge tick labels and y labels
     _save(figure, path)
+    return figure

@@ -20,6 +20,20 @@ def _fmt(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
+def _fmt_sd(value: float, digits: int = 4) -> str:
+    """An sd to digits decimals, or in scientific notation when it is not 0 but would read so."""
+    if value is not None and pd.notna(value) and 0 < abs(value) < 0.5 * 10**-digits:
+        return f"{value:.1e}"
+    return _fmt(value, digits)
+
+
+def _fmt_p(value: float) -> str:
+    """A p-value to 3 decimals, or to 2 significant digits below 0.01 (0.0014 is not 0.001)."""
+    if value is not None and pd.notna(value) and value < 1e-2:
+        return f"{value:.1e}"
+    return _fmt(value, 3)
+
+
 def _job_intervals(
     log_paths: Sequence[Path], benchmark_paths: Sequence[Path]
 ) -> list[tuple[float, float]]:
@@ -159,18 +173,34 @@ def render_results(
         ]
     significance = tables["significance"]
     if len(significance):
+        tests = int(significance["holm_tests"].max())
         lines += [
             "",
             "## Significance (the seed is the unit of replication)",
             "",
-            "| comparison | arch | mean difference | sd over seeds | 95% interval | p |",
-            "|---|---|---|---|---|---|",
+            "Paired t tests over n seeds (n - 1 degrees of freedom) of each seed's mean F1 "
+            "difference over cells; the 95% interval is the t interval of the mean difference. "
+            f"p is raw; Holm p is Holm's step-down adjustment over all {tests} tests of this "
+            "table (every comparison and arch group with a test); significant: Holm p <= 0.05. "
+            "No test "
+            "(n/a) with one seed, or with the same difference in every seed (sd 0: t undefined).",
+            "",
+            "| comparison | arch | n | mean difference | sd over seeds | 95% interval | p "
+            "| Holm p | significant |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for _, row in significance.iterrows():
             interval = f"[{_fmt(row['ci95_low'])}, {_fmt(row['ci95_high'])}]"
+            seeds = int(row["seeds"])
+            if pd.notna(row["p_value"]):
+                p, holm = _fmt_p(row["p_value"]), _fmt_p(row["p_holm"])
+                verdict = "yes" if bool(row["significant_holm"]) else "no"
+            else:
+                p = holm = verdict = "n/a (1 seed)" if seeds < 2 else "n/a (sd 0)"
             lines.append(
-                f"| {row['comparison']} | {row['arch']} | {_fmt(row['mean_f1_difference'])} | "
-                f"{_fmt(row['sd_over_seeds'])} | {interval} | {_fmt(row['p_value'], 3)} |"
+                f"| {row['comparison']} | {row['arch']} | {seeds} | "
+                f"{_fmt(row['mean_f1_difference'])} | {_fmt_sd(row['sd_over_seeds'])} | "
+                f"{interval} | {p} | {holm} | {verdict} |"
             )
     ceiling = tables["ceiling"]
     if len(ceiling):
@@ -340,13 +370,22 @@ def sweep_logs_and_benchmarks(
 
 
 def sweep_summary(table: pd.DataFrame, sweep: str) -> pd.DataFrame:
-    """One row per swept setting: the PaCKD student's F1 per arch (mean over apps and seeds) and
-    over all cells, from a sweep table (packd.tables.sweep_table)."""
+    """One row per swept setting, from a sweep table (packd.tables.sweep_table): the PaCKD
+    student's F1 per arch (`F1, <arch>`: mean over apps and seeds) and over all cells
+    (`F1, mean`), each followed by its sd over seeds (`sd, <arch>`, `sd, mean`: the sd of each
+    seed's mean over apps; NaN with one seed), and the number of seeds (`seeds`)."""
     keys = SWEEP_SETTINGS[sweep]
     by_arch = table.pivot_table(index=keys, columns="arch", values="f1", aggfunc="mean")
-    by_arch.columns = [f"F1, {arch}" for arch in by_arch.columns]
-    by_arch["F1, mean"] = table.groupby(keys)["f1"].mean()
-    return by_arch.reset_index()
+    per_seed = table.groupby([*keys, "arch", "seed"])["f1"].mean()
+    sd_by_arch = per_seed.groupby(level=[*keys, "arch"]).std().unstack("arch")
+    summary = pd.DataFrame(index=by_arch.index)
+    for arch in by_arch.columns:
+        summary[f"F1, {arch}"] = by_arch[arch]
+        summary[f"sd, {arch}"] = sd_by_arch[arch]
+    summary["F1, mean"] = table.groupby(keys)["f1"].mean()
+    summary["sd, mean"] = table.groupby([*keys, "seed"])["f1"].mean().groupby(level=keys).std()
+    summary["seeds"] = table.groupby(keys)["seed"].nunique()
+    return summary.reset_index()
 
 
 def render_sweeps(
@@ -365,7 +404,8 @@ def render_sweeps(
         "",
         f"Written by the `sweeps_page` rule from a run of `{config_name}` (nothing here is typed "
         "by hand). Each value is the PaCKD student's test micro-F1 at the threshold chosen on "
-        f"validation, averaged over the apps and {seeds} seed(s); every other setting is the "
+        f"validation, averaged over the apps and {seeds} seed(s), ± the sd over seeds of each "
+        "seed's mean over apps (no sd with one seed; `seeds`: n); every other setting is the "
         "config's. The full tables, per app and seed: `results/tables/sweep_*.csv`.",
         "",
         run_time_line(
@@ -375,17 +415,24 @@ def render_sweeps(
     ]
     for sweep, table in tables.items():
         summary = sweep_summary(table, sweep)
+        keys = SWEEP_SETTINGS[sweep]
+        f1_columns = [column for column in summary.columns if column.startswith("F1, ")]
+        header = [*keys, *f1_columns, "seeds"]
         lines += [
             f"## {titles.get(sweep, sweep)}",
             "",
-            "| " + " | ".join(summary.columns) + " |",
-            "|" + "---|" * len(summary.columns),
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
         ]
-        for row in summary.itertuples(index=False):
-            settings = [f"{value:g}" if isinstance(value, float) else str(value)
-                        for value in row[: len(SWEEP_SETTINGS[sweep])]]  # fmt: skip
-            values = [_fmt(value) for value in row[len(settings) :]]
-            lines.append("| " + " | ".join(settings + values) + " |")
+        for _, row in summary.iterrows():
+            settings = [f"{row[key]:g}" if isinstance(row[key], float) else str(row[key])
+                        for key in keys]  # fmt: skip
+            values = []
+            for column in f1_columns:
+                sd = row[column.replace("F1, ", "sd, ", 1)]
+                shown = _fmt(row[column])
+                values.append(f"{shown} ± {_fmt(sd)}" if pd.notna(sd) else shown)
+            lines.append("| " + " | ".join([*settings, *values, str(int(row["seeds"]))]) + " |")
         lines.append("")
     return "\n".join(lines)
 

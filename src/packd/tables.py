@@ -209,7 +209,11 @@ def compression_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_table(metrics: Sequence[dict], sweep: str) -> pd.DataFrame:
-    """PaCKD student F1 (validation protocol) per app, arch and the swept setting."""
+    """PaCKD student F1 (validation protocol) per seed, app, arch and the swept setting.
+
+    Beside each seed's f1, the spread over seeds of its (app, arch, setting):
+    `f1_mean_over_seeds`, `f1_sd_over_seeds` (ddof 1, NaN with one seed) and `seeds` (n).
+    """
     rows = []
     for entry in metrics:
         settings = SWEEP_METHOD.match(entry["method"])
@@ -230,7 +234,17 @@ def sweep_table(metrics: Sequence[dict], sweep: str) -> pd.DataFrame:
             }
         )
     keys = {"k": ["k"], "features": ["features"], "kd": ["alpha", "temperature"]}[sweep]
-    return pd.DataFrame(rows).sort_values(["app", "arch", *keys, "seed"]).reset_index(drop=True)
+    frame = pd.DataFrame(rows)
+    groups = frame.groupby(["app", "arch", *keys])
+    spread = {
+        "f1_mean_over_seeds": groups["f1"].transform("mean"),
+        "f1_sd_over_seeds": groups["f1"].transform("std"),  # ddof 1: NaN with one seed
+        "seeds": groups["seed"].transform("nunique").astype(int),
+    }
+    position = frame.columns.get_loc("f1") + 1
+    for offset, (name, values) in enumerate(spread.items()):
+        frame.insert(position + offset, name, values)
+    return frame.sort_values(["app", "arch", *keys, "seed"]).reset_index(drop=True)
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
@@ -258,14 +272,65 @@ def significance_comparisons(methods: Iterable[str]) -> list[tuple[str, str]]:
     return [(a, b) for a, b in pairs if a in present and b in present]
 
 
-def significance_table(table: pd.DataFrame, protocol: str = "validation") -> pd.DataFrame:
-    """Paired t tests of F1(a) - F1(b) with the SEED as the unit of replication.
+SIGNIFICANCE_ALPHA = 0.05
+# A standard deviation at or below this is float rounding of equal differences: zero.
+ZERO_SD = 1e-12
+
+
+def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the order given; NaN (no test) stays NaN and is
+    not counted in the family.
+
+    With the m defined p-values sorted p(1) <= ... <= p(m), p(i) is adjusted to
+    max over j <= i of min(1, (m - j + 1) p(j)); a test is rejected at level alpha exactly when
+    its adjusted p is at most alpha, which controls the family-wise error rate at alpha under
+    any dependence between the tests.
+    """
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    m = len(tested)
+    if m == 0:
+        return adjusted
+    order = tested[np.argsort(p[tested], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the t interval of the mean of values (n - 1 degrees of freedom); the
+    bounds are NaN with fewer than two values, and equal the mean when the sd is zero."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    mean = float(values.mean()) if n else np.nan
+    if n < 2:
+        return mean, np.nan, np.nan
+    sd = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / np.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def significance_table(
+    table: pd.DataFrame, protocol: str = "validation", alpha: float = SIGNIFICANCE_ALPHA
+) -> pd.DataFrame:
+    """Paired t tests of F1(a) - F1(b) with the SEED as the unit of replication, Holm-corrected.
 
     For each comparison and arch group (all cells, then each arch): the mean over (app, arch)
-    cells of F1(a) - F1(b) in each seed; then their mean over seeds, standard deviation, a 95%
-    t interval and the two-sided p-value of a one-sample t test against zero (seeds - 1 degrees
-    of freedom). Cells of one seed share its data subset and k-means, so they are not counted
-    as independent; with one seed there is no test (NaN).
+    cells of F1(a) - F1(b) in each seed; then, over the `seeds` (n) per-seed means: their mean,
+    standard deviation, the 95% t interval of the mean (`ci95_low`, `ci95_high`, n - 1 degrees
+    of freedom) and the raw two-sided p-value of a one-sample t test against zero (`p_value`).
+    Cells of one seed share its data subset and k-means, so they are not counted as independent.
+
+    Multiplicity: the FAMILY is every test in this table, i.e. every (comparison, arch group)
+    row of one protocol that has a p-value; the overall rows and the per-arch rows are in the
+    same family (Holm holds under any dependence between them). `p_holm` is Holm's step-down
+    adjusted p over that family, `significant_holm` is p_holm <= alpha (0.05), and
+    `holm_tests` is the family's size m.
+
+    No test, p NaN (left out of the family, `significant_holm` False, `note` says why): one seed
+    (no spread to test against), or a zero sd over seeds (every seed gives the same difference:
+    t is 0/0 or x/0, undefined; the interval is then the single value).
     """
     rows_in = table[table["protocol"] == protocol]
     wide = rows_in.pivot_table(index=["seed", "app", "arch"], columns="method", values="f1")
@@ -278,7 +343,7 @@ def significance_table(table: pd.DataFrame, protocol: str = "validation") -> pd.
                 chosen = difference[difference.index.get_level_values("arch") == arch_group]
             per_seed = chosen.groupby(level="seed").mean()
             seeds = len(per_seed)
-            mean = float(per_seed.mean())
+            mean, low, high = t_interval(per_seed.to_numpy())
             row = {
                 "comparison": f"{first} - {second}",
                 "arch": arch_group,
@@ -286,23 +351,38 @@ def significance_table(table: pd.DataFrame, protocol: str = "validation") -> pd.
                 "cells": int(chosen.groupby(level="seed").size().iloc[0]) if seeds else 0,
                 "mean_f1_difference": mean,
                 "sd_over_seeds": np.nan,
-                "ci95_low": np.nan,
-                "ci95_high": np.nan,
+                "ci95_low": low,
+                "ci95_high": high,
                 "p_value": np.nan,
+                "note": "",
             }
-            for seed, value in per_seed.items():
-                row[f"seed{seed}"] = float(value)
-            if seeds > 1:
+            if seeds < 2:
+                row["note"] = f"{seeds} seed(s): no test"
+            else:
                 sd = float(per_seed.std(ddof=1))
-                half = float(stats.t.ppf(0.975, seeds - 1)) * sd / np.sqrt(seeds)
-                row.update(sd_over_seeds=sd, ci95_low=mean - half, ci95_high=mean + half)
-                if sd > 0:
+                row["sd_over_seeds"] = sd
+                if sd <= ZERO_SD:
+                    row.update(sd_over_seeds=0.0, ci95_low=mean, ci95_high=mean)
+                    row["note"] = (
+                        f"sd 0: the same difference ({mean:+.4g}) in all {seeds} seeds; "
+                        "t undefined, no test"
+                    )
+                else:
                     t_value = mean / (sd / np.sqrt(seeds))
                     row["p_value"] = float(2 * stats.t.sf(abs(t_value), seeds - 1))
-                else:
-                    row["p_value"] = 1.0 if mean == 0 else 0.0
+            for seed, value in per_seed.items():
+                row[f"seed{seed}"] = float(value)
             rows.append(row)
-    return pd.DataFrame(rows)
+    result = pd.DataFrame(rows)
+    if result.empty:
+        return result
+    adjusted = holm_adjust(result["p_value"].to_numpy())
+    tests = int(np.count_nonzero(~np.isnan(adjusted)))
+    position = result.columns.get_loc("p_value") + 1
+    result.insert(position, "p_holm", adjusted)
+    result.insert(position + 1, "significant_holm", adjusted <= alpha)  # NaN: False
+    result.insert(position + 2, "holm_tests", tests)
+    return result
 
 
 def seed_noise_table(table: pd.DataFrame, protocol: str = "validation") -> pd.DataFrame:
@@ -334,47 +414,60 @@ def seed_noise_table(table: pd.DataFrame, protocol: str = "validation") -> pd.Da
     return pd.DataFrame(rows_out)
 
 
+# Each replay report's figures in the prefetch table (packd.prefetch.PrefetchReport).
+PREFETCH_VALUES = [
+    "accuracy",
+    "coverage",
+    "miss_reduction",
+    "extra_traffic",
+    "issued",
+    "filled",
+    "redundant",
+    "late",
+    "useful",
+    "baseline_misses",
+]
 PREFETCH_COLUMNS = [
     "app",
     "arch",
     "kind",
     "name",
     "f1",
-    "accuracy",
-    "coverage",
-    "miss_reduction",
-    "extra_traffic",
-    "issued",
-    "useful",
-    "baseline_misses",
+    *PREFETCH_VALUES,
     "f1_coverage_rho",
+    "f1_coverage_p",
     "f1_ranking_holds",
 ]
 # Spearman rho at or above which the models' F1 ranking counts as holding for coverage.
 RANKING_AGREEMENT_RHO = 0.5
 
 
-def _ranking_agreement(f1: pd.Series, coverage: pd.Series) -> tuple[float, str]:
-    """Spearman rho of F1 and coverage over one cell's models, and 'yes', 'no' or 'n/a'."""
+def _ranking_agreement(f1: pd.Series, coverage: pd.Series) -> tuple[float, float, str]:
+    """Spearman rho of F1 and coverage over one cell's models, its two-sided p, and 'yes', 'no'
+    or 'n/a' (rho >= RANKING_AGREEMENT_RHO)."""
     if len(f1) < 3 or f1.nunique() < 2 or coverage.nunique() < 2:
-        return float("nan"), "n/a"  # fewer than 3 models or a tie everywhere: no ranking
-    rho = float(stats.spearmanr(f1, coverage).statistic)
-    return rho, "yes" if rho >= RANKING_AGREEMENT_RHO else "no"
+        return float("nan"), float("nan"), "n/a"  # fewer than 3 models or all tied: no ranking
+    result = stats.spearmanr(f1, coverage)
+    rho = float(result.statistic)
+    return rho, float(result.pvalue), "yes" if rho >= RANKING_AGREEMENT_RHO else "no"
 
 
 def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataFrame:
     """Prefetch figures per app and arch: each model's row (with its test F1), then the classic
     prefetchers' rows of that app, and whether the F1 ranking of the models holds for coverage.
 
-    reports are the prefetch JSONs (seed, app, source: an arch or "classic", name, ratios);
-    metrics the models' metrics JSONs (seed, app, arch, method, f1). Model rows are means over
-    seeds.
+    reports are the prefetch JSONs (seed, app, source: an arch or "classic", name, and the
+    PREFETCH_VALUES: counts and ratios of the prefetches as written, filtered or not); metrics
+    the models' metrics JSONs (seed, app, arch, method, f1). Model rows are means over seeds.
+    f1_coverage_rho and f1_coverage_p: Spearman's rho of the cell's models' F1 and coverage and
+    its p; f1_ranking_holds: 'yes' when rho >= RANKING_AGREEMENT_RHO ('n/a' with fewer than 3
+    models or no ranking).
     """
     f1_of = {
         (entry.get("seed", 0), entry["app"], entry["arch"], entry["method"]): entry["f1"]
         for entry in metrics
     }
-    ratios = PREFETCH_COLUMNS[5:12]
+    row_columns = PREFETCH_COLUMNS[: 5 + len(PREFETCH_VALUES)]
     per_seed = pd.DataFrame(
         [
             {
@@ -385,12 +478,12 @@ def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataF
                 "f1": f1_of[
                     (report.get("seed", 0), report["app"], report["source"], report["name"])
                 ],
-                **{column: report[column] for column in ratios},
+                **{column: report[column] for column in PREFETCH_VALUES},
             }
             for report in reports
             if report["source"] != "classic"
         ],
-        columns=PREFETCH_COLUMNS[:12],
+        columns=row_columns,
     )
     # A model's row is its mean over seeds (the classic prefetchers do not depend on the seed).
     models = per_seed.groupby(["app", "arch", "kind", "name"], as_index=False, sort=False).mean()
@@ -407,15 +500,17 @@ def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataF
         classic_rows = pd.DataFrame(
             [
                 {"app": app, "arch": arch, "kind": "classic", "name": report["name"]}
-                | {column: report[column] for column in ratios}
+                | {column: report[column] for column in PREFETCH_VALUES}
                 for report in classic
                 if report["app"] == app
             ],
-            columns=PREFETCH_COLUMNS[:12],
+            columns=row_columns,
         )
-        rho, holds = _ranking_agreement(rows["f1"], rows["coverage"])
+        rho, p_value, holds = _ranking_agreement(rows["f1"], rows["coverage"])
         cell = pd.concat([rows, classic_rows], ignore_index=True)
-        cells.append(cell.assign(f1_coverage_rho=rho, f1_ranking_holds=holds))
+        cells.append(
+            cell.assign(f1_coverage_rho=rho, f1_coverage_p=p_value, f1_ranking_holds=holds)
+        )
     if not cells:
         return pd.DataFrame(columns=PREFETCH_COLUMNS)
     return pd.concat(cells, ignore_index=True)[PREFETCH_COLUMNS]

@@ -7,13 +7,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from packd.methods import sweep_method_name
 from packd.tables import (
     compression_table,
+    holm_adjust,
     main_summary,
     main_table,
     relative_improvement,
     seed_noise_table,
     significance_table,
+    sweep_table,
 )
 
 
@@ -115,6 +118,96 @@ def test_significance_takes_the_seed_as_the_unit() -> None:
 def test_significance_with_one_seed_has_no_test() -> None:
     result = significance_table(_seeded_table({3: [0.01, 0.03, 0.02, 0.02]}))
     assert result["p_value"].isna().all() and (result["seeds"] == 1).all()
+    assert result["p_holm"].isna().all() and not result["significant_holm"].any()
+    assert result["ci95_low"].isna().all() and (result["holm_tests"] == 0).all()
+    assert result["note"].str.contains("no test").all()
+
+
+def test_holm_step_down_on_hand_made_p_values() -> None:
+    # Sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06 (the
+    # running maximum). At 0.05: 0.005 <= 0.05/4 and 0.01 <= 0.05/3 are rejected; 0.03 > 0.05/2
+    # stops the step-down, so 0.04 is kept too although 0.04 <= 0.05/1.
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.005])
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert (adjusted <= 0.05).tolist() == [True, False, False, True]
+    # Capped at 1; NaN (no test) stays NaN and does not count in the family (m = 2 here)
+    assert holm_adjust([0.6, np.nan, 0.2]).tolist() == pytest.approx([0.6, np.nan, 0.4],
+                                                                     nan_ok=True)  # fmt: skip
+    assert holm_adjust([0.7, 0.9]).tolist() == pytest.approx([1.0, 1.0])
+    assert np.isnan(holm_adjust([np.nan])).all() and len(holm_adjust([])) == 0
+
+
+def _t_sf_2df(t_value: float) -> float:
+    """Two-sided p of t with 2 degrees of freedom, in closed form: 1 - t / sqrt(t^2 + 2)."""
+    return 1 - t_value / np.sqrt(t_value**2 + 2)
+
+
+def test_significance_interval_and_holm_over_the_whole_table() -> None:
+    # Cells (lstm bc, lstm pr, mixer bc, mixer pr) in three seeds; per-seed means:
+    #   lstm 0.02, 0.03, 0.04; mixer 0.02, 0.04, 0.03 (mean 0.03, sd 0.01 each);
+    #   all  0.02, 0.035, 0.035 (mean 0.03, sd sqrt(0.000075) = 0.00866).
+    table = _seeded_table({1: [0.01, 0.03, 0.02, 0.02], 2: [0.02, 0.04, 0.03, 0.05],
+                           3: [0.04, 0.04, 0.03, 0.03]})  # fmt: skip
+    result = significance_table(table).set_index("arch")
+    lstm = result.loc["lstm"]
+    assert lstm["seeds"] == 3
+    assert lstm["mean_f1_difference"] == pytest.approx(0.03)
+    assert lstm["sd_over_seeds"] == pytest.approx(0.01)
+    # t(0.975, 2 df) = 0.95 * sqrt(2 / (4 * 0.975 * 0.025)) = 4.302653
+    half = 0.95 * np.sqrt(2 / 0.0975) * 0.01 / np.sqrt(3)
+    assert half == pytest.approx(0.024841, abs=1e-6)
+    assert lstm["ci95_low"] == pytest.approx(0.03 - half)
+    assert lstm["ci95_high"] == pytest.approx(0.03 + half)
+    p_arch = _t_sf_2df(0.03 / (0.01 / np.sqrt(3)))  # t = sqrt(27): p = 0.0351
+    p_all = _t_sf_2df(0.03 / (np.sqrt(0.000075) / np.sqrt(3)))  # t = 6: p = 0.0267
+    assert lstm["p_value"] == pytest.approx(p_arch) and p_arch == pytest.approx(0.0351, abs=1e-4)
+    assert result.loc["all", "p_value"] == pytest.approx(p_all)
+    # The family is the whole table (m = 3): 3 x 0.0267 = 0.080, 2 x 0.0351 = 0.070 -> 0.080
+    # (running maximum), 1 x 0.0351 -> 0.080. All three raw p < 0.05; none survives Holm.
+    assert (result["holm_tests"] == 3).all()
+    assert result["p_holm"].tolist() == pytest.approx([3 * p_all] * 3)
+    assert not result["significant_holm"].any()
+    assert (result["p_value"] < 0.05).all()
+
+
+def test_significance_with_zero_sd_reports_no_p() -> None:
+    # lstm: +0.02 in both seeds (sd 0, t = 0.02 / 0 undefined); all and mixer vary
+    table = _seeded_table({1: [0.02, 0.02, 0.01, 0.03], 2: [0.02, 0.02, 0.04, 0.04]})
+    result = significance_table(table).set_index("arch")
+    lstm = result.loc["lstm"]
+    assert lstm["sd_over_seeds"] == 0 and np.isnan(lstm["p_value"]) and np.isnan(lstm["p_holm"])
+    assert not lstm["significant_holm"]
+    assert lstm["ci95_low"] == pytest.approx(0.02) and lstm["ci95_high"] == pytest.approx(0.02)
+    assert "sd 0" in lstm["note"] and "no test" in lstm["note"]
+    # Only the two real tests form the family
+    assert (result["holm_tests"] == 2).all()
+    assert result.loc["mixer", "p_value"] > 0 and result.loc["mixer", "note"] == ""
+    assert result.loc[["all", "mixer"], "p_holm"].notna().all()
+    # No difference at all in any seed: no test either (not p = 1)
+    flat = significance_table(_seeded_table({1: [0.0] * 4, 2: [0.0] * 4}))
+    assert flat["p_value"].isna().all() and (flat["holm_tests"] == 0).all()
+
+
+def test_sweep_table_gives_the_spread_over_seeds_beside_each_f1() -> None:
+    entries = [
+        metrics_entry(app, "lstm", sweep_method_name("a", k, 0.5, 1.0), f1, 1_000)
+        | {"seed": seed}
+        for app, k, seed, f1 in (("bc", 2, 1, 0.40), ("bc", 2, 2, 0.50), ("pr", 2, 1, 0.60),
+                                 ("bc", 3, 1, 0.30), ("bc", 3, 2, 0.30))
+    ]  # fmt: skip
+    table = sweep_table(entries, "k")
+    columns = list(table.columns)
+    assert columns[columns.index("f1") + 1 :][:3] == ["f1_mean_over_seeds", "f1_sd_over_seeds",
+                                                      "seeds"]  # fmt: skip
+    bc2 = table[(table["app"] == "bc") & (table["k"] == 2)]
+    assert bc2["seed"].tolist() == [1, 2] and bc2["f1"].tolist() == [0.40, 0.50]
+    assert bc2["f1_mean_over_seeds"].tolist() == pytest.approx([0.45, 0.45])
+    assert bc2["f1_sd_over_seeds"].tolist() == pytest.approx([np.sqrt(0.005)] * 2)
+    assert (bc2["seeds"] == 2).all()
+    pr2 = table[(table["app"] == "pr")].iloc[0]
+    assert pr2["seeds"] == 1 and np.isnan(pr2["f1_sd_over_seeds"])
+    bc3 = table[(table["app"] == "bc") & (table["k"] == 3)]
+    assert (bc3["f1_sd_over_seeds"] == 0).all()
 
 
 def test_seed_noise_table_measures_spread_and_sign_agreement() -> None:
