@@ -59,18 +59,24 @@ def segment_addresses(
 
 
 def delta_bitmap_labels(
-    block_addresses: np.ndarray, look_forward: int = 128, delta_bound: int = 128
+    block_addresses: np.ndarray,
+    look_forward: int = 128,
+    delta_bound: int = 128,
+    label_offset: int = 0,
 ) -> np.ndarray:
     """Multi-hot future deltas, bool (n, 2 * delta_bound), one row per access.
 
-    For access i the deltas block[j] - block[i], j in i+1..i+look_forward (only those inside the
-    array: the last accesses see fewer), with 0 < |d| <= delta_bound: +d sets bit d-1 and -d sets
-    bit 2*delta_bound - d (so -1 is the last bit).
+    For access i the deltas block[j] - block[i], j in i+label_offset+1..i+label_offset+look_forward
+    (only those inside the array: the last accesses see fewer), with 0 < |d| <= delta_bound: +d
+    sets bit d-1 and -d sets bit 2*delta_bound - d (so -1 is the last bit). label_offset skips the
+    first accesses after i: a prefetch for one of them could not arrive in time.
     """
+    if label_offset < 0:
+        raise ValueError(f"label_offset must be >= 0, got {label_offset}")
     block_addresses = np.asarray(block_addresses).astype(np.int64)
     n = block_addresses.size
     labels = np.zeros((n, 2 * delta_bound), dtype=bool)
-    for offset in range(1, min(look_forward, n - 1) + 1):
+    for offset in range(label_offset + 1, min(label_offset + look_forward, n - 1) + 1):
         deltas = block_addresses[offset:] - block_addresses[:-offset]
         rows = np.flatnonzero((deltas != 0) & (np.abs(deltas) <= delta_bound))
         in_range = deltas[rows]
@@ -86,13 +92,15 @@ def build_split_arrays(
     delta_bound: int = 128,
     chunks: int = 10,
     chunk_bits: int = 6,
+    label_offset: int = 0,
 ) -> dict[str, np.ndarray]:
     """Inputs, labels and side features for ONE contiguous trace segment (split first: no leakage).
 
     Keeps accesses with a full history and a full look-forward window inside the segment, and at
-    least one in-range future delta. An access within look_forward of the segment's end is
-    dropped: its window would be cut short (fewer label bits), which would bias a threshold chosen
-    on such samples, and extending it would let labels see another split. Keys: inputs, labels,
+    least one in-range future delta. An access within label_offset + look_forward of the
+    segment's end is dropped: its window would be cut short (fewer label bits), which would bias
+    a threshold chosen on such samples, and extending it would let labels see another split. The
+    label window starts label_offset accesses ahead (delta_bitmap_labels). Keys: inputs, labels,
     block_addresses, pcs, deltas, instr_id.
     """
     block_addresses = trace_block_addresses(trace)
@@ -109,11 +117,11 @@ def build_split_arrays(
             "instr_id": np.zeros((0,), np.uint64),
         }
     inputs = segment_addresses(block_addresses, history, chunks, chunk_bits)
-    labels = delta_bitmap_labels(block_addresses, look_forward, delta_bound)[history - 1 :]
+    labels = delta_bitmap_labels(block_addresses, look_forward, delta_bound, label_offset)
+    labels = labels[history - 1 :]
     address_windows = _history_windows(block_addresses, history)
-    complete_window = np.arange(history - 1, block_addresses.size) + look_forward < len(
-        block_addresses
-    )
+    window_end = np.arange(history - 1, block_addresses.size) + label_offset + look_forward
+    complete_window = window_end < len(block_addresses)
     keep = labels.any(axis=1) & complete_window
     return {
         "inputs": inputs[keep],

@@ -221,7 +221,7 @@ def plot_prefetch(table: pd.DataFrame, path: Path) -> plt.Figure:
     """Coverage against accuracy (useful / filled), a panel per app: a point per model (colour:
     its method's, packd.methods.method_color; marker: arch) and per classic prefetcher (black,
     open, its own marker). The legend names each colour and each marker once: colours (patches)
-    are methods, filled grey markers archs, open black markers classic prefetchers. Returns the
+    are methods, filled black markers archs, open black markers classic prefetchers. Returns the
     (saved, closed) figure."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -266,9 +266,14 @@ def plot_prefetch(table: pd.DataFrame, path: Path) -> plt.Figure:
     names = sorted(models["name"].unique(), key=method_rank)
     handles = [Patch(color=method_color(name), label=method_label(name)) for name in names]
     handles += [
-        Line2D([], [], color="grey", marker=arch_marker[arch], linestyle="", label=arch)
+        Line2D([], [], color="black", marker=arch_marker[arch], linestyle="", label=arch)
         for arch in archs
     ]
+    classic_labels = {
+        "next_line": "next-line",
+        "ip_stride": "IP-stride",
+        "best_offset": "best-offset",
+    }
     present = set(table.loc[table["kind"] == "classic", "name"])
     handles += [
         Line2D(
@@ -278,7 +283,7 @@ def plot_prefetch(table: pd.DataFrame, path: Path) -> plt.Figure:
             marker=CLASSIC_MARKERS.get(name, "x"),
             markerfacecolor="none",
             linestyle="",
-            label=method_label(name),
+            label=classic_labels.get(name, name),
         )
         for name in [*CLASSIC_PREFETCHERS, *sorted(present - set(CLASSIC_PREFETCHERS))]
         if name in present

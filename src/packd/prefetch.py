@@ -7,13 +7,29 @@ named by a load's instr_id is issued when that load reaches the LLC.
 The replay runs the LLC access stream of a trace (the accesses that missed L2) through one
 set-associative true-LRU level with the same lookup, fill and victim rules as
 :mod:`packd.cache`, so with no prefetches it reproduces the trace's ``llc_hit`` flags. A prefetch
-issued at access ``t`` fills its line just before access ``t + distance`` (at MRU, without
-counting as a demand access); a prefetch whose line is already cached by then is dropped
-(redundant). A demand hit on a prefetched line not used before is a useful prefetch, counted
-once per fill. Prefetching into the LLC leaves L1 and L2 untouched, so the stream stays the same.
+issued at access ``t`` is in flight until just before access ``t + distance``, when it fills its
+line (at MRU, without counting as a demand access). What becomes of each issued prefetch:
+
+- late: a demand access missed on its line while it was in flight, i.e. after the access that
+  issued it and before its fill (the demand fetches the line itself and the prefetch is
+  dropped; a miss makes at most one prefetch late, the earliest issued);
+- redundant: not late, and its line was already cached when it was due to fill (dropped, no
+  memory traffic);
+- filled: it fetched its line from memory;
+- in flight at the end: not late, and due after the stream ends.
+
+A demand hit on a filled line not used before makes that prefetch useful, counted once per fill.
+Accuracy is useful / filled, as in ChampSim and the ML Prefetching Competition (redundant and
+late prefetches cost no fill and do not count). Prefetching into the LLC leaves L1 and L2
+untouched, so the stream stays the same.
 
 Classic prefetchers read the same stream and return prefetches in the same form, so the replay
 treats them like a model's: next-line, IP-stride and best-offset (Michaud, HPCA 2016).
+
+The prefetch filter (:func:`filter_prefetches`, TransFetch's post-processing) sits between a
+prefetcher's ranked candidates and the prefetch file, for models and classic prefetchers alike:
+it skips a candidate line demanded or prefetched within the last ``window`` accesses and fills
+each load's ``degree`` from its next-ranked candidates.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ __all__ = [
     "CLASSIC_PREFETCHERS",
     "DEFAULT_DEGREE",
     "DEFAULT_DISTANCE",
+    "DEFAULT_FILTER_WINDOW",
     "PrefetchReport",
     "Prefetches",
     "ReplayCounts",
@@ -40,11 +57,13 @@ __all__ = [
     "bit_deltas",
     "classic_prefetches",
     "evaluate_prefetches",
+    "filter_prefetches",
     "ip_stride_prefetches",
     "limit_per_load",
     "llc_hit_flags",
     "next_line_prefetches",
     "prefetches_from_scores",
+    "ranked_candidates",
     "read_prefetch_file",
     "replay_llc",
     "write_prefetch_file",
@@ -55,6 +74,12 @@ DEFAULT_DEGREE = 2  # the competition's limit of prefetches per load
 # (about 200 cycles) outlasts a few LLC accesses of a memory-bound loop, and 1 would count a
 # prefetch for the very next access as timely. The workflow's replays use it.
 DEFAULT_DISTANCE = 4
+# The prefetch filter skips a line demanded or prefetched within this many accesses (this one
+# included); in hardware, a table of the last 64 accesses' lines and their prefetches (64 *
+# (1 + degree) entries). It spans the fill distance many times over, so a line in flight or just
+# filled is not asked for again, and it is far shorter than an LLC line's lifetime (thousands of
+# accesses), so a line it skips is all but surely still cached.
+DEFAULT_FILTER_WINDOW = 64
 
 
 def _five_smooth_numbers(limit: int) -> np.ndarray:
@@ -176,6 +201,47 @@ def prefetches_from_scores(
     return _from_lines(issuing[keep], lines[keep], line_bytes)
 
 
+def ranked_candidates(
+    scores: np.ndarray,
+    instr_ids: np.ndarray,
+    block_addresses: np.ndarray,
+    threshold: float,
+    line_bytes: int = 64,
+    chunk_rows: int = 8192,
+) -> Prefetches:
+    """Every delta bit with score >= threshold of each sample, highest score first (ties: the
+    lower bit first), as candidate prefetches for filter_prefetches to choose from.
+
+    Arguments as prefetches_from_scores, which keeps only the first `degree` of each sample
+    (before dropping blocks below 0); here every bit at or above the threshold is kept, so that
+    the filter can fill the degree from the next-ranked bits. Blocks below 0 are dropped.
+    """
+    scores = np.asarray(scores)
+    instr_ids = np.asarray(instr_ids).astype(np.uint64)
+    block_addresses = np.asarray(block_addresses).astype(np.int64)
+    if scores.ndim != 2 or not (scores.shape[0] == instr_ids.size == block_addresses.size):
+        raise ValueError(
+            f"scores must be (n, bits) with n instr_ids and block addresses, got {scores.shape}, "
+            f"{instr_ids.shape}, {block_addresses.shape}"
+        )
+    deltas = bit_deltas(scores.shape[1])
+    issuing_parts, line_parts = [], []
+    for start in range(0, scores.shape[0], chunk_rows):
+        chunk = scores[start : start + chunk_rows].astype(np.float64)
+        # A stable sort of the negated scores: the highest first, the lower bit first on ties,
+        # as the repeated argmax of prefetches_from_scores.
+        order = np.argsort(-chunk, axis=1, kind="stable")
+        ranked_ok = np.take_along_axis(chunk, order, axis=1) >= threshold
+        lines = block_addresses[start : start + chunk.shape[0], None] + deltas[order]
+        keep = ranked_ok & (lines >= 0)
+        issuing = np.broadcast_to(instr_ids[start : start + chunk.shape[0], None], lines.shape)
+        issuing_parts.append(issuing[keep])  # row-major: each sample's bits in rank order
+        line_parts.append(lines[keep])
+    if not line_parts:
+        return Prefetches.empty()
+    return _from_lines(np.concatenate(issuing_parts), np.concatenate(line_parts), line_bytes)
+
+
 def write_prefetch_file(path: str | Path, prefetches: Prefetches) -> None:
     """Write prefetches as `instr_id hex_address` lines, atomically; instr_ids must not decrease."""
     if len(prefetches) and (np.diff(prefetches.instr_ids.astype(np.int64)) < 0).any():
@@ -262,22 +328,28 @@ def _lookup(tags, stamps, base, ways, line):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _replay(lines, fill_at, fill_lines, set_mask, ways, hits):  # pragma: no cover - compiled
+def _replay(lines, fill_at, fill_lines, distance, set_mask, ways, hits):  # pragma: no cover
     """Replay demand lines with prefetch fills (sorted by fill_at); returns the counts."""
     n_sets = set_mask + 1
     tags = np.full(n_sets * ways, -1, dtype=np.int64)
     stamps = np.full(n_sets * ways, -1, dtype=np.int64)
     prefetched = np.zeros(n_sets * ways, dtype=np.bool_)
+    late_flags = np.zeros(fill_lines.shape[0], dtype=np.bool_)
     clock = 0
-    next_fill = 0
+    next_fill = 0  # prefetches before it have filled or been dropped
+    next_issue = 0  # prefetches from next_fill up to it are in flight
     filled = 0
     redundant = 0
+    late = 0
     useful = 0
     misses = 0
     for i in range(lines.shape[0]):
         while next_fill < fill_lines.shape[0] and fill_at[next_fill] <= i:
             line = fill_lines[next_fill]
+            is_late = late_flags[next_fill]
             next_fill += 1
+            if is_late:  # counted late when a demand missed on its line; it fetches nothing
+                continue
             way, victim = _lookup(tags, stamps, (line & set_mask) * ways, ways, line)
             if way >= 0:
                 redundant += 1
@@ -287,6 +359,10 @@ def _replay(lines, fill_at, fill_lines, set_mask, ways, hits):  # pragma: no cov
             prefetched[victim] = True
             clock += 1
             filled += 1
+        # In flight: issued by an earlier access (fill_at - distance < i), not yet filled.
+        next_issue = max(next_issue, next_fill)
+        while next_issue < fill_lines.shape[0] and fill_at[next_issue] - distance < i:
+            next_issue += 1
         line = lines[i]
         way, victim = _lookup(tags, stamps, (line & set_mask) * ways, ways, line)
         if way >= 0:
@@ -300,15 +376,21 @@ def _replay(lines, fill_at, fill_lines, set_mask, ways, hits):  # pragma: no cov
             tags[victim] = line
             stamps[victim] = clock
             prefetched[victim] = False
+            # The first in-flight prefetch of this line, if any, arrives too late for it.
+            for j in range(next_fill, next_issue):
+                if fill_lines[j] == line and not late_flags[j]:
+                    late_flags[j] = True
+                    late += 1
+                    break
         clock += 1
-    return misses, filled, redundant, useful
+    return misses, filled, redundant, late, useful
 
 
 @dataclass(frozen=True)
 class ReplayCounts:
     """Counts of one replay: demand accesses and misses, and what became of the prefetches.
 
-    issued = filled + redundant (line already cached at fill time) + those due after the stream.
+    issued = filled + redundant + late + in flight at the end (see the module docstring).
     """
 
     accesses: int
@@ -316,6 +398,7 @@ class ReplayCounts:
     issued: int
     filled: int
     redundant: int
+    late: int
     useful: int
 
 
@@ -361,8 +444,8 @@ def replay_llc(
     order = np.argsort(fill_at, kind="stable")
     fill_lines = (prefetches.addresses >> np.uint64(_line_shift(llc.line_bytes))).astype(np.int64)
     hits = np.zeros(lines.size, dtype=bool)
-    misses, filled, redundant, useful = _replay(
-        lines, fill_at[order], fill_lines[order], llc.sets - 1, llc.ways, hits
+    misses, filled, redundant, late, useful = _replay(
+        lines, fill_at[order], fill_lines[order], distance, llc.sets - 1, llc.ways, hits
     )
     counts = ReplayCounts(
         accesses=int(lines.size),
@@ -370,6 +453,7 @@ def replay_llc(
         issued=len(prefetches),
         filled=int(filled),
         redundant=int(redundant),
+        late=int(late),
         useful=int(useful),
     )
     return hits, counts
@@ -389,24 +473,23 @@ def _ratio(numerator: float, denominator: float) -> float:
 @dataclass(frozen=True)
 class PrefetchReport:
     """Prefetch figures of one replay against the no-prefetch baseline (ratios are 0 on a 0
-    denominator)."""
+    denominator). Counts of prefetches, as the module docstring defines them: issued (in the
+    file), filled, redundant, late and useful; issued - filled - redundant - late were still in
+    flight when the stream ended."""
 
     accesses: int
     issued: int
     filled: int
     redundant: int
+    late: int
     useful: int
     baseline_misses: int
     misses: int
 
     @property
     def accuracy(self) -> float:
-        """Useful prefetches per issued prefetch (redundant ones included)."""
-        return _ratio(self.useful, self.issued)
-
-    @property
-    def fill_accuracy(self) -> float:
-        """Useful prefetches per prefetch that fetched a line from memory."""
+        """Useful prefetches per prefetch filled, as ChampSim and the ML Prefetching Competition
+        count it: redundant and late prefetches fetch nothing and do not count."""
         return _ratio(self.useful, self.filled)
 
     @property
@@ -431,9 +514,8 @@ class PrefetchReport:
 
     def as_dict(self) -> dict[str, float]:
         """Counts and ratios, for JSON and tables."""
-        names = ("accuracy", "fill_accuracy", "coverage", "miss_reduction", "extra_traffic")
-        ratios = {name: getattr(self, name) for name in (*names, "traffic_ratio")}
-        return {**asdict(self), **ratios}
+        names = ("accuracy", "coverage", "miss_reduction", "extra_traffic", "traffic_ratio")
+        return {**asdict(self), **{name: getattr(self, name) for name in names}}
 
 
 def evaluate_prefetches(
@@ -451,6 +533,7 @@ def evaluate_prefetches(
         issued=counts.issued,
         filled=counts.filled,
         redundant=counts.redundant,
+        late=counts.late,
         useful=counts.useful,
         baseline_misses=int(baseline_hits.size - np.count_nonzero(baseline_hits)),
         misses=counts.misses,
@@ -680,3 +763,76 @@ def limit_per_load(prefetches: Prefetches, degree: int = DEFAULT_DEGREE) -> Pref
     first_of_load = np.flatnonzero(new_load)[np.cumsum(new_load) - 1]
     keep = np.arange(instr_ids.size) - first_of_load < degree
     return Prefetches(instr_ids[keep], prefetches.addresses[keep])
+
+
+# ---------------------------------------------------------------------------------------------
+# Prefetch filter
+# ---------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _filter(
+    line_ids, candidate_access, candidate_ids, n_ids, degree, window, keep
+):  # pragma: no cover - compiled
+    """Mark in keep the candidates the filter issues (see filter_prefetches)."""
+    last_seen = np.full(n_ids, -(1 << 62), dtype=np.int64)  # access of the last demand or issue
+    c = 0
+    for i in range(line_ids.shape[0]):
+        last_seen[line_ids[i]] = i
+        issued = 0
+        while c < candidate_ids.shape[0] and candidate_access[c] <= i:
+            line = candidate_ids[c]
+            if candidate_access[c] == i and issued < degree and i - last_seen[line] >= window:
+                keep[c] = True
+                last_seen[line] = i
+                issued += 1
+            c += 1
+
+
+def filter_prefetches(
+    instr_ids: np.ndarray,
+    block_addresses: np.ndarray,
+    candidates: Prefetches,
+    degree: int = DEFAULT_DEGREE,
+    window: int = DEFAULT_FILTER_WINDOW,
+    line_bytes: int = 64,
+) -> Prefetches:
+    """The prefetches a filter issues from ranked candidates: TransFetch's post-processing.
+
+    instr_ids and block_addresses are the stream (lines of line_bytes, the LLC's); candidates
+    are in instr_id order, each load's best first, and belong to the last access whose instr_id
+    is <= theirs (as in replay_llc; none before the stream is kept). Walking the stream, each
+    access first records its own line; then its candidates are taken in rank order, and one is
+    skipped when its line was demanded or prefetched within the last `window` accesses (this one
+    included: its own line, and a line one of its earlier candidates took), until `degree` are
+    issued. An issued line counts as prefetched from then on; a skipped one does not. So the
+    degree is filled from the next-ranked candidates, and a prefetcher with exactly `degree`
+    candidates per load (the classic ones) only loses its repeats.
+    """
+    _check_degree(degree)
+    if window < 1:
+        raise ValueError(f"window must be at least 1 access, got {window}")
+    lines = _as_lines(block_addresses)
+    instr_ids = np.asarray(instr_ids).astype(np.uint64)
+    if instr_ids.shape != lines.shape:
+        raise ValueError(f"{instr_ids.size} instr_ids for {lines.size} block addresses")
+    if instr_ids.size > 1 and (instr_ids[1:] < instr_ids[:-1]).any():
+        raise ValueError("the stream's instr_ids must be non-decreasing")
+    candidate_instr_ids = candidates.instr_ids
+    if candidate_instr_ids.size > 1 and (candidate_instr_ids[1:] < candidate_instr_ids[:-1]).any():
+        raise ValueError("candidates must be in non-decreasing instr_id order")
+    access = np.searchsorted(instr_ids, candidate_instr_ids, side="right").astype(np.int64) - 1
+    candidate_lines = (candidates.addresses >> np.uint64(_line_shift(line_bytes))).astype(np.int64)
+    # Dense ids of the lines, so that the last sighting of each is an array entry.
+    distinct, ids = np.unique(np.concatenate([lines, candidate_lines]), return_inverse=True)
+    keep = np.zeros(len(candidates), dtype=bool)
+    _filter(
+        ids[: lines.size].astype(np.int64),
+        access,
+        ids[lines.size :].astype(np.int64),
+        distinct.size,
+        degree,
+        window,
+        keep,
+    )
+    return Prefetches(candidate_instr_ids[keep], candidates.addresses[keep])

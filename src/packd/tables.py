@@ -29,6 +29,7 @@ MAIN_COLUMNS = [
     "average_precision",
     "precision_at_degree",
     "recall_at_degree",
+    "top_k_differs_from_frequency",
 ]
 # Columns that hold measured times: a rerun changes them, nothing else.
 TIMING_COLUMNS = ["latency_b1_us", "latency_b1024_us"]
@@ -52,6 +53,8 @@ def main_table(metrics: Sequence[dict]) -> pd.DataFrame:
             "average_precision": entry["average_precision"],
             "precision_at_degree": entry["precision_at_degree"],
             "recall_at_degree": entry["recall_at_degree"],
+            # NaN in metrics written before the check existed (or evaluated without train labels)
+            "top_k_differs_from_frequency": entry.get("top_k_differs_from_frequency", np.nan),
             "f1_at_0.5": entry["f1_at_0.5"],
             "params": entry["params"],
             "bytes": entry["bytes"],
@@ -136,6 +139,128 @@ def ceiling_table(table: pd.DataFrame) -> pd.DataFrame:
     out["teacher_is_ceiling"] = failures == ""
     out["teacher_not_above"] = failures.str.strip()
     return out.reset_index()
+
+
+# A cell counts as collapsed to the label prior when its teacher issues the bit-frequency
+# baseline's top-k bits (the same k bits for every sample) on all but fewer than this fraction of
+# test samples. The baseline itself differs on none, and a model that learned only the prior
+# plus noise flips near-tied bits on a few percent; one that reads its input differs on most
+# samples of an app whose deltas vary. Above 90% the same prefetches whatever the input is a
+# fixed-set prefetcher, whatever its F1.
+COLLAPSE_TOP_K_DIFFERS = 0.10
+# ... or when the teacher's test F1 beats the bit-frequency baseline's by less than this: one F1
+# point, about the spread between seeds of a cell's F1 and well under the 0.03 by which the
+# teachers beat the baseline on average in docs/results.md. Below it the cell cannot tell a
+# model that learned from the prior, so its distillation comparisons say nothing.
+COLLAPSE_F1_MARGIN = 0.01
+LEARNABILITY_COLUMNS = [
+    "seed",
+    "app",
+    "arch",
+    "teacher_f1",
+    "teacher_minus_frequency_f1",
+    "teacher_minus_no_kd_f1",
+    "teacher_minus_frequency_val_f1",
+    "teacher_minus_no_kd_val_f1",
+    "teacher_top_k_differs",
+    "no_kd_top_k_differs",
+    "collapsed",
+    "collapse_reason",
+    "missing",
+]
+LEARNABILITY_GAPS = [
+    "teacher_minus_frequency_f1",
+    "teacher_minus_no_kd_f1",
+    "teacher_minus_frequency_val_f1",
+    "teacher_minus_no_kd_val_f1",
+    "teacher_top_k_differs",
+]
+
+
+def learnability_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Did the models learn more than the label prior? One row per seed, app and arch of the
+    main table's validation protocol.
+
+    teacher_f1 is the teacher's test F1; teacher_minus_frequency_f1 and teacher_minus_no_kd_f1
+    its gaps to the bit-frequency baseline and to its own no-KD student (the same on validation
+    F1: `*_val_f1`); teacher_top_k_differs and no_kd_top_k_differs the fraction of test samples
+    whose top-k bits (k = the prefetch degree) are not the frequency baseline's. `collapsed`: the
+    teacher differs on fewer than COLLAPSE_TOP_K_DIFFERS of the samples, or beats the frequency
+    baseline's test F1 by less than COLLAPSE_F1_MARGIN; `collapse_reason` says which. A method
+    absent from the run leaves its gaps NaN and is named in `missing`, as is a top-k comparison
+    the metrics lack (it needs no frequency model: it comes from the training labels).
+    """
+    rows = table[table["protocol"] == "validation"]
+    keys = ["seed", "app", "arch"]
+    teacher = rows[rows["method"] == "teacher"]
+    if teacher.empty:
+        return pd.DataFrame(columns=LEARNABILITY_COLUMNS)
+    cells = pd.MultiIndex.from_frame(teacher[keys])
+    by_method = rows.set_index([*keys, "method"])
+
+    def of(column: str, method: str) -> pd.Series:
+        """column of method's row in every cell; NaN where the method or column is absent."""
+        if column not in by_method.columns:
+            return pd.Series(np.nan, index=cells)
+        values = (
+            by_method[column].xs(method, level="method") if method in set(rows["method"]) else None
+        )
+        return pd.Series(np.nan, index=cells) if values is None else values.reindex(cells)
+
+    out = pd.DataFrame(index=cells)
+    out["teacher_f1"] = of("f1", "teacher")
+    for baseline in ("frequency", "no_kd"):
+        out[f"teacher_minus_{baseline}_f1"] = out["teacher_f1"] - of("f1", baseline)
+    for baseline in ("frequency", "no_kd"):
+        out[f"teacher_minus_{baseline}_val_f1"] = of("val_f1", "teacher") - of("val_f1", baseline)
+    differs = "top_k_differs_from_frequency"
+    out["teacher_top_k_differs"] = of(differs, "teacher")
+    out["no_kd_top_k_differs"] = of(differs, "no_kd")
+    same_top_k = out["teacher_top_k_differs"] < COLLAPSE_TOP_K_DIFFERS  # NaN: False
+    no_gain = out["teacher_minus_frequency_f1"] < COLLAPSE_F1_MARGIN  # NaN: False
+    out["collapsed"] = same_top_k | no_gain
+    reasons = []
+    for share, flat, gap, flat_gain in zip(
+        out["teacher_top_k_differs"], same_top_k, out["teacher_minus_frequency_f1"], no_gain,
+        strict=True,
+    ):  # fmt: skip
+        reason = []
+        if flat:
+            reason.append(
+                f"top-k is the frequency baseline's on {100 * (1 - share):.1f}% of samples"
+            )
+        if flat_gain:
+            reason.append(f"test F1 only {gap:+.4f} above the frequency baseline")
+        reasons.append("; ".join(reason))
+    out["collapse_reason"] = reasons
+    present = rows.groupby(keys)["method"].agg(set).reindex(cells)
+    out["missing"] = [
+        " ".join(
+            [method for method in ("frequency", "no_kd") if method not in methods]
+            + ([differs] if pd.isna(share) else [])
+        )
+        for methods, share in zip(present, out["teacher_top_k_differs"], strict=True)
+    ]
+    return out.reset_index()[LEARNABILITY_COLUMNS]
+
+
+def learnability_summary(learnability: pd.DataFrame) -> pd.DataFrame:
+    """The learnability table over cells: one row per gap (and the teacher's top-k differs
+    fraction), `mean <column>`, with its mean over the cells that have it (`value`) and their
+    number (`cells`); then `collapsed cells`, their count out of all cells."""
+    rows = [
+        {
+            "measure": f"mean {column}",
+            "value": learnability[column].mean() if len(learnability) else np.nan,
+            "cells": int(learnability[column].notna().sum()),
+        }
+        for column in LEARNABILITY_GAPS
+    ]
+    collapsed = learnability["collapsed"].astype(bool)
+    rows.append(
+        {"measure": "collapsed cells", "value": int(collapsed.sum()), "cells": len(learnability)}
+    )
+    return pd.DataFrame(rows, columns=["measure", "value", "cells"])
 
 
 def relative_improvement(new: float, old: float) -> float:

@@ -192,3 +192,36 @@ def test_build_split_arrays_keeps_only_complete_label_windows():
     np.testing.assert_array_equal(arrays["instr_id"], np.arange(1, 96))
     assert (arrays["labels"].sum(axis=1) == 4).all()
     assert arrays["labels"][:, :4].all()
+
+
+def test_label_offset_starts_the_window_offset_accesses_ahead():
+    """Labels of access i: deltas of accesses i+offset+1 .. i+offset+look_forward from access i."""
+    blocks = np.array([100, 101, 102, 103, 104, 105, 106], dtype=np.int64)  # access j: 100 + j
+    at_zero = delta_bitmap_labels(blocks, look_forward=2, delta_bound=8)
+    assert sorted(np.flatnonzero(at_zero[0])) == [0, 1]  # +1, +2: accesses 1 and 2
+    labels = delta_bitmap_labels(blocks, look_forward=2, delta_bound=8, label_offset=2)
+    assert sorted(np.flatnonzero(labels[0])) == [2, 3]  # +3, +4: accesses 3 and 4
+    assert sorted(np.flatnonzero(labels[2])) == [2, 3]  # from access 2: accesses 5 and 6
+    assert sorted(np.flatnonzero(labels[3])) == [2]  # accesses 6 (+3) and none after the array
+    assert not labels[4:].any()  # nothing left beyond the offset
+    # Deltas are still taken from the current access, so offset 0 is the plain window.
+    np.testing.assert_array_equal(
+        delta_bitmap_labels(blocks, look_forward=2, delta_bound=8, label_offset=0), at_zero
+    )
+    with pytest.raises(ValueError, match="label_offset"):
+        delta_bitmap_labels(blocks, label_offset=-1)
+
+
+def test_build_split_arrays_with_label_offset_keeps_only_complete_offset_windows():
+    blocks = np.arange(100, dtype=np.int64) + 5000  # stride 1
+    trace = pd.DataFrame(
+        {"instr_id": np.arange(100), "pc": np.zeros(100, np.uint64), "block_address": blocks}
+    )
+    arrays = build_split_arrays(trace, history=2, look_forward=4, delta_bound=8, label_offset=3)
+    # Access i needs accesses up to i + 3 + 4 inside the piece: i <= 92.
+    np.testing.assert_array_equal(arrays["instr_id"], np.arange(1, 93))
+    assert (arrays["labels"].sum(axis=1) == 4).all()
+    assert arrays["labels"][:, 3:7].all()  # deltas +4 .. +7 (bits 3 .. 6)
+    assert not arrays["labels"][:, :3].any()  # +1 .. +3 would arrive too late
+    pieces = build_pieces_arrays([trace], history=2, look_forward=4, delta_bound=8, label_offset=3)
+    np.testing.assert_array_equal(pieces["labels"], arrays["labels"])

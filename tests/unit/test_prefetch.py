@@ -9,10 +9,13 @@ from packd.prefetch import (
     best_offset_prefetches,
     bit_deltas,
     evaluate_prefetches,
+    filter_prefetches,
     ip_stride_prefetches,
+    limit_per_load,
     llc_hit_flags,
     next_line_prefetches,
     prefetches_from_scores,
+    ranked_candidates,
     read_prefetch_file,
     replay_llc,
     write_prefetch_file,
@@ -73,7 +76,7 @@ def test_ip_stride_covers_a_strided_stream():
     assert report.baseline_misses == N_ACCESSES  # no reuse: every access misses without prefetch
     assert report.coverage > 0.9
     assert report.miss_reduction > 0.9
-    assert report.fill_accuracy > 0.99
+    assert report.accuracy > 0.99
 
 
 def test_ip_stride_ignores_a_pc_without_a_stride():
@@ -222,16 +225,18 @@ def test_prefetch_distance_makes_a_late_prefetch_useless():
     assert (on_time.useful, on_time.filled, on_time.redundant) == (2, 2, 0)
 
     late = evaluate_prefetches(instr_ids, lines, prefetches, LLC, distance=2)
-    # 11 is demanded before its fill (a miss; the fill is then redundant), 20 arrives in time;
-    # the second access to 11 hits a demand-fetched line, which is no prefetch's credit.
+    # 11 is demanded, and missed, while its prefetch is in flight (late: the demand fetches it),
+    # 20 arrives in time; the second access to 11 hits a demand-fetched line, no prefetch's credit.
     assert late.misses == 3
-    assert (late.useful, late.filled, late.redundant) == (1, 1, 1)
+    assert (late.useful, late.filled, late.redundant, late.late) == (1, 1, 0, 1)
+    assert late.accuracy == 1.0  # useful / filled: the late prefetch fetched nothing
     hits, _ = replay_llc(instr_ids, lines, prefetches, LLC, distance=2)
     assert hits.tolist() == [False, False, True, False, True]
 
     too_late = evaluate_prefetches(instr_ids, lines, prefetches, LLC, distance=9)
-    assert (too_late.useful, too_late.filled, too_late.redundant) == (0, 0, 0)
-    assert too_late.issued == 2
+    # 11 and 20 are both demanded while their prefetches are in flight: both late.
+    assert (too_late.useful, too_late.filled, too_late.redundant, too_late.late) == (0, 0, 0, 2)
+    assert too_late.issued == 2 and too_late.accuracy == 0.0
 
 
 def test_useful_counts_once_per_fill_and_fills_are_not_demand_accesses():
@@ -250,3 +255,104 @@ def test_prefetch_evicts_by_lru_and_unused_fills_count_as_extra_traffic():
     assert (report.baseline_misses, report.misses) == (4, 5)
     assert report.useful == 0 and report.extra_traffic == 0.25
     assert report.miss_reduction == -0.25
+
+
+def test_each_prefetch_is_counted_once_as_filled_redundant_late_or_in_flight():
+    """The definitions on a hand-made stream (distance 2: a prefetch issued by access t is in
+    flight during access t + 1 and fills just before access t + 2). 16 sets: no two lines below
+    share a set beyond 4 ways, so nothing is evicted."""
+    instr_ids, lines = _stream([100, 101, 102, 200, 103, 300, 104])
+    issued = [
+        (0, 103),  # fills before access 2, demanded at access 4: filled and useful
+        (0, 100),  # access 0's own line, cached at fill time: redundant
+        (1, 102),  # in flight when access 2 misses on 102: late, and never fills
+        (1, 102),  # the same line again: the miss makes only one prefetch late; this is redundant
+        (2, 500),  # fills before access 4, never demanded: filled and unused
+        (5, 999),  # due before access 7, after the stream's end: in flight
+    ]
+    prefetches = Prefetches(
+        [instr_ids[access] for access, _ in issued], [line << 6 for _, line in issued]
+    )
+    report = evaluate_prefetches(instr_ids, lines, prefetches, LLC, distance=2)
+    assert (report.issued, report.filled, report.redundant, report.late) == (6, 2, 2, 1)
+    assert report.useful == 1
+    assert (report.baseline_misses, report.misses) == (7, 6)  # only 103 turns into a hit
+    # The competition's accuracy: useful per prefetch filled, not per prefetch issued (1/6).
+    assert report.accuracy == 1 / 2
+    assert report.coverage == 1 / 7
+    assert report.miss_reduction == 1 / 7
+    assert report.extra_traffic == 1 / 7  # the unused fill of 500
+    assert report.traffic_ratio == (6 + 2) / 7
+    hits, counts = replay_llc(instr_ids, lines, prefetches, LLC, distance=2)
+    assert hits.tolist() == [False, False, False, False, True, False, False]
+    assert counts.late == 1 and counts.issued == 6
+    as_dict = report.as_dict()
+    for key in ("issued", "filled", "redundant", "late", "useful", "accuracy", "coverage"):
+        assert as_dict[key] == getattr(report, key)
+
+
+def test_ranked_candidates_are_every_bit_above_threshold_best_first():
+    scores = np.zeros((3, 256), dtype=np.float32)
+    scores[0, [4, 9, 255, 100]] = [0.7, 0.9, 0.8, 0.6]  # +5, +10, -1, +101
+    scores[1, 2] = 0.4  # below the threshold: nothing
+    scores[2, [0, 1, 254]] = [0.95, 0.95, 0.6]  # a tie: the lower bit (+1) first; -2 drops (< 0)
+    instr_ids = np.array([10, 20, 30], dtype=np.uint64)
+    blocks = np.array([1000, 2000, 1], dtype=np.int64)
+    candidates = ranked_candidates(scores, instr_ids, blocks, threshold=0.5)
+    assert candidates.instr_ids.tolist() == [10, 10, 10, 10, 30, 30]
+    assert (candidates.addresses >> np.uint64(6)).tolist() == [1010, 999, 1005, 1101, 2, 3]
+    # The first `degree` of each sample are the raw top-k prefetches (no block below 0 here).
+    kept = limit_per_load(candidates, degree=2)
+    raw = prefetches_from_scores(scores[:2], instr_ids[:2], blocks[:2], threshold=0.5, degree=2)
+    assert kept.addresses[:2].tolist() == raw.addresses.tolist()
+
+
+def test_filter_skips_recent_lines_and_fills_the_degree_from_the_next_ranked():
+    """window 3: a line demanded or issued by this access or the 2 before it is skipped."""
+    instr_ids, lines = _stream([10, 11, 20, 21, 22, 23])
+    ranked = {
+        0: [11, 12, 13],  # 11 and 12 fill the degree; 13 is not needed
+        1: [12, 11, 13, 14],  # 12 issued at access 0, 11 demanded now: skipped; 13, 14 fill in
+        2: [10, 15],  # 10 demanded at access 0 (2 accesses ago): skipped
+        3: [11, 12],  # 11 demanded at access 1: skipped; 12 issued at 0, 3 accesses ago: issued
+        5: [14, 14, 16],  # 14 issued at 1 (4 ago): issued, its repeat skipped, then 16
+    }
+    candidates = Prefetches(
+        [instr_ids[access] for access, ranked_lines in ranked.items() for _ in ranked_lines],
+        [line << 6 for ranked_lines in ranked.values() for line in ranked_lines],
+    )
+    kept = filter_prefetches(instr_ids, lines, candidates, degree=2, window=3)
+    issuing = np.searchsorted(instr_ids, kept.instr_ids).tolist()
+    pairs = list(zip(issuing, (kept.addresses >> np.uint64(6)).tolist(), strict=True))
+    assert pairs == [(0, 11), (0, 12), (1, 13), (1, 14), (2, 15), (3, 12), (5, 14), (5, 16)]
+    # A skipped candidate does not count as prefetched: 12, skipped at access 1, is issued again
+    # at access 3 because its last issue (access 0) left the window. With window 1 only a load's
+    # own line and its own repeats are skipped.
+    kept = filter_prefetches(instr_ids, lines, candidates, degree=2, window=1)
+    issuing = np.searchsorted(instr_ids, kept.instr_ids).tolist()
+    pairs = list(zip(issuing, (kept.addresses >> np.uint64(6)).tolist(), strict=True))
+    expected = [(0, 11), (0, 12), (1, 12), (1, 13), (2, 10), (2, 15), (3, 11), (3, 12), (5, 14)]
+    assert pairs == [*expected, (5, 16)]
+
+
+def test_filter_rejects_bad_arguments():
+    instr_ids, lines = _stream([1, 2, 3])
+    with pytest.raises(ValueError, match="window"):
+        filter_prefetches(instr_ids, lines, Prefetches.empty(), window=0)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        filter_prefetches(instr_ids, lines, Prefetches([instr_ids[1], instr_ids[0]], [64, 128]))
+
+
+def test_filtered_next_line_drops_its_repeats_and_keeps_its_useful_prefetches():
+    # On a sequential stream next-line (degree 2) asks for X + 2 again at X + 1: the filter
+    # drops that repeat, so every prefetch left is filled and none is redundant.
+    instr_ids, sequential = _stream(np.arange(N_ACCESSES) + 5000)
+    raw = next_line_prefetches(instr_ids, sequential, degree=2)
+    filtered = filter_prefetches(instr_ids, sequential, raw, degree=2, window=8)
+    raw_report = evaluate_prefetches(instr_ids, sequential, raw, LLC, distance=1)
+    report = evaluate_prefetches(instr_ids, sequential, filtered, LLC, distance=1)
+    assert raw_report.redundant > 0.45 * N_ACCESSES
+    assert report.redundant == 0 and report.late == 0
+    assert len(filtered) == N_ACCESSES + 1  # X + 1 and X + 2 first, then one new line a load
+    assert report.useful == raw_report.useful
+    assert report.accuracy == pytest.approx(raw_report.accuracy)

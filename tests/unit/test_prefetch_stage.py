@@ -18,10 +18,14 @@ from packd.distill import teacher_soft_logits
 from packd.models import build_model
 from packd.prefetch import (
     CLASSIC_PREFETCHERS,
+    DEFAULT_FILTER_WINDOW,
     Prefetches,
+    classic_prefetches,
+    filter_prefetches,
     limit_per_load,
     llc_hit_flags,
     prefetches_from_scores,
+    ranked_candidates,
     read_prefetch_file,
     replay_llc,
 )
@@ -33,7 +37,7 @@ from packd.stages.prefetch import (
     route_by_refit_clusters,
     stream_samples,
 )
-from packd.tables import PREFETCH_COLUMNS, prefetch_table
+from packd.tables import PREFETCH_COLUMNS, PREFETCH_VALUES, prefetch_table
 from packd.trace_io import write_trace_parquet
 
 HISTORY = 10
@@ -146,8 +150,9 @@ def test_stream_samples_equal_the_dataset_samples_at_the_same_accesses(app):
 
 @pytest.fixture(scope="module")
 def ran(app, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """prefetch_app once: a model, the routed cluster teachers, one cluster teacher alone and
-    every classic prefetcher, with their prefetch files and replay reports."""
+    """prefetch_app once, with the prefetch filter (the default): a model, the routed cluster
+    teachers, one cluster teacher alone and every classic prefetcher, with their prefetch files
+    and replay reports."""
     out = tmp_path_factory.mktemp("prefetch_app")
     checkpoints = {
         "lstm/teacher": [app["all"]],
@@ -165,8 +170,28 @@ def ran(app, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"reports": dict(zip(keys, reports, strict=True)), "written": written, "out": out_paths}
 
 
-def test_model_prefetches_are_the_top_bits_of_the_models_scores(app, ran):
-    written = ran["written"]["lstm/teacher"]
+@pytest.fixture(scope="module")
+def ran_raw(app, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """prefetch_app with the prefetch filter off: the whole-app teacher and next-line."""
+    out = tmp_path_factory.mktemp("prefetch_app_raw")
+    keys = ["lstm/teacher", "classic/next_line"]
+    out_paths = {key: (out / f"{key}.txt", out / f"{key}.json") for key in keys}
+    clustering = {**CLUSTERING, **{name: app[name] for name in ("train", "test", "clusters")}}
+    reports = prefetch_app(
+        app["trace"], DATASET, CACHE, {"lstm/teacher": [app["all"]]},
+        {"lstm/teacher": app["metrics"]}, out_paths, clustering, degree=DEGREE, distance=3,
+        seed=5, prefetch_filter=False,
+    )  # fmt: skip
+    written = {key: read_prefetch_file(paths[0], degree=DEGREE) for key, paths in out_paths.items()}
+    return {"reports": dict(zip(keys, reports, strict=True)), "written": written}
+
+
+def _stream_lines(stream: pd.DataFrame) -> np.ndarray:
+    return (stream["addr"].to_numpy().astype(np.uint64) >> np.uint64(6)).astype(np.int64)
+
+
+def test_raw_model_prefetches_are_the_top_bits_of_the_models_scores(app, ran_raw):
+    written = ran_raw["written"]["lstm/teacher"]
     stream = read_test_range(app["trace"], DATASET)
     samples = stream_samples(stream, HISTORY)
     assert 0 < len(written) < DEGREE * len(samples["instr_id"])  # the threshold bites
@@ -183,6 +208,37 @@ def test_model_prefetches_are_the_top_bits_of_the_models_scores(app, ran):
     )
     assert written.instr_ids.tolist() == expected.instr_ids.tolist()
     assert written.addresses.tolist() == expected.addresses.tolist()
+    report = ran_raw["reports"]["lstm/teacher"]
+    assert report["filter"] is False and report["filter_window"] is None
+
+
+def test_filtered_model_prefetches_are_the_filtered_ranked_bits(app, ran, ran_raw):
+    written = ran["written"]["lstm/teacher"]
+    stream = read_test_range(app["trace"], DATASET)
+    samples = stream_samples(stream, HISTORY)
+    assert np.isin(written.instr_ids, samples["instr_id"]).all()
+    assert _per_load_counts(written).max() <= DEGREE
+    candidates = ranked_candidates(
+        _scores(app["all"], samples),
+        samples["instr_id"],
+        samples["block_addresses"][:, -1],
+        threshold=json.loads(app["metrics"].read_text())["threshold"],
+    )
+    lines = _stream_lines(stream)
+    expected = filter_prefetches(
+        stream["instr_id"].to_numpy(), lines, candidates, DEGREE, DEFAULT_FILTER_WINDOW
+    )
+    assert written.instr_ids.tolist() == expected.instr_ids.tolist()
+    assert written.addresses.tolist() == expected.addresses.tolist()
+    # No written line was demanded or prefetched in the window before it.
+    issuing = np.searchsorted(stream["instr_id"].to_numpy(), written.instr_ids)
+    written_lines = (written.addresses >> np.uint64(6)).astype(np.int64)
+    for access, line in zip(issuing[:200], written_lines[:200], strict=True):
+        recent = lines[max(0, access - DEFAULT_FILTER_WINDOW + 1) : access + 1]
+        assert line not in recent
+    filtered, raw = ran["reports"]["lstm/teacher"], ran_raw["reports"]["lstm/teacher"]
+    assert filtered["filter"] is True and filtered["filter_window"] == DEFAULT_FILTER_WINDOW
+    assert filtered["redundant"] < raw["redundant"]
 
 
 def test_routed_teachers_refit_the_stored_clusters_and_route_every_access(app, ran):
@@ -210,6 +266,19 @@ def test_classic_prefetches_stay_in_the_test_range_and_degree(app, ran, prefetch
     assert len(written) > 0 or prefetcher == "best_offset"
     assert np.isin(written.instr_ids, stream["instr_id"].to_numpy()).all()
     assert _per_load_counts(written).max() <= DEGREE
+    # The classic prefetchers pass through the models' filter.
+    instr_ids, lines = stream["instr_id"].to_numpy(), _stream_lines(stream)
+    own = classic_prefetches(prefetcher, instr_ids, lines, stream["pc"].to_numpy(), DEGREE, 64, 3)
+    expected = filter_prefetches(instr_ids, lines, own, DEGREE, DEFAULT_FILTER_WINDOW)
+    assert written.addresses.tolist() == expected.addresses.tolist()
+
+
+def test_raw_classic_prefetches_are_unfiltered(app, ran, ran_raw):
+    stream = read_test_range(app["trace"], DATASET)
+    instr_ids, lines = stream["instr_id"].to_numpy(), _stream_lines(stream)
+    own = classic_prefetches("next_line", instr_ids, lines, stream["pc"].to_numpy(), DEGREE, 64)
+    assert ran_raw["written"]["classic/next_line"].addresses.tolist() == own.addresses.tolist()
+    assert len(ran["written"]["classic/next_line"]) < len(own)  # the filter drops the repeats
 
 
 def test_each_report_equals_a_direct_replay(app, ran):
@@ -226,14 +295,19 @@ def test_each_report_equals_a_direct_replay(app, ran):
     assert result["misses"] == int((~hits).sum()) == counts.misses
     assert result["useful"] == counts.useful > 0
     assert result["issued"] == len(prefetches)
+    assert (result["filled"], result["redundant"], result["late"]) == (
+        counts.filled,
+        counts.redundant,
+        counts.late,
+    )
     assert result["coverage"] == counts.useful / baseline_misses
-    assert result["accuracy"] == counts.useful / len(prefetches)
+    assert result["accuracy"] == counts.useful / counts.filled
     assert result["miss_reduction"] == (baseline_misses - counts.misses) / baseline_misses
     assert (result["seed"], result["source"], result["name"]) == (5, "classic", "next_line")
 
 
 def _report(app, source, name, coverage):
-    ratios = dict.fromkeys(PREFETCH_COLUMNS[5:12], 0.0)
+    ratios = dict.fromkeys(PREFETCH_VALUES, 0.0)
     return {"app": app, "source": source, "name": name, **ratios, "coverage": coverage}
 
 
@@ -253,6 +327,7 @@ def test_prefetch_table_ranks_and_keeps_classic_rows_beside_each_arch():
     assert lstm["name"].tolist() == ["teacher", "packd", "no_kd", "next_line"]
     assert lstm["kind"].tolist() == ["model"] * 3 + ["classic"]
     assert lstm["f1_coverage_rho"].iloc[0] == pytest.approx(1.0)
+    assert lstm["f1_coverage_p"].iloc[0] == pytest.approx(0.0)  # a perfect rank agreement
     assert set(lstm["f1_ranking_holds"]) == {"yes"}
     mixer = table[table["arch"] == "mixer"]
     assert mixer["f1_coverage_rho"].iloc[0] == pytest.approx(-1.0)

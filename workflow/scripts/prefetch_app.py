@@ -36,5 +36,7 @@ with logged_job(snakemake.log[0], "prefetch_app") as log:
         max_accesses=snakemake.params.max_accesses,
         device_name=snakemake.params.device,
         seed=snakemake.params.seed,
+        prefetch_filter=snakemake.params.prefetch_filter,
+        filter_window=snakemake.params.filter_window,
         log=log,
     )

@@ -55,6 +55,7 @@ def build_dataset(
             history=dataset_config.get("history", 10),
             look_forward=dataset_config.get("look_forward", 128),
             delta_bound=dataset_config.get("delta_bound", 128),
+            label_offset=dataset_config.get("label_offset", 0),
         )
         if len(arrays["labels"]) == 0:
             raise ValueError(f"{trace_path}: the {name} split has no sample with an in-range delta")

@@ -1,6 +1,12 @@
 """Prefetch stages: prefetch files of the models and classic prefetchers on an app's test range,
 their LLC replay, and the table that sets coverage beside micro-F1.
 
+With the prefetch filter on (the default), a model's candidates are all its delta bits at or
+above its validation threshold, best first, and a classic prefetcher's are its own prefetches;
+both pass through packd.prefetch.filter_prefetches before the file is written. With it off, a
+model writes its top `degree` bits at or above the threshold and a classic prefetcher its own
+prefetches, unfiltered.
+
 Every stage reads the same stream: the test range of the trace (the accesses after warm-up and
 training, split exactly as the dataset was), in order and whole, cut to its first
 `max_accesses`. The dataset's test.npz cannot serve: it keeps a random subset of the samples
@@ -30,10 +36,13 @@ from packd.dataset import (
 from packd.prefetch import (
     DEFAULT_DEGREE,
     DEFAULT_DISTANCE,
+    DEFAULT_FILTER_WINDOW,
     classic_prefetches,
     evaluate_prefetches,
+    filter_prefetches,
     limit_per_load,
     prefetches_from_scores,
+    ranked_candidates,
     write_prefetch_file,
 )
 from packd.trace_io import read_trace_parquet
@@ -197,6 +206,8 @@ def prefetch_app(
     batch_size: int = 1024,
     device_name: str = "cpu",
     seed: int = 0,
+    prefetch_filter: bool = True,
+    filter_window: int = DEFAULT_FILTER_WINDOW,
     log: logging.Logger = LOG,
 ) -> list[dict[str, Any]]:
     """Every model's and classic prefetcher's prefetch file and replay for one app (and seed).
@@ -206,6 +217,8 @@ def prefetch_app(
     prefetchers. The test-range stream, the samples and the cluster routes are built once.
     clustering: the train and test split paths, the stored clusters path and the cluster rule's
     settings (features, k, seed, n_init, min_cluster_fraction), to route the cluster teachers.
+    prefetch_filter and filter_window: the prefetch filter (module docstring) and its window in
+    accesses; each report records both.
     """
     from packd.clustering import load_cluster_ids
 
@@ -222,6 +235,10 @@ def prefetch_app(
             prefetches = classic_prefetches(
                 name, instr_ids, lines, stream["pc"].to_numpy(), degree, llc.line_bytes, distance
             )
+            if prefetch_filter:
+                prefetches = filter_prefetches(
+                    instr_ids, lines, prefetches, degree, filter_window, llc.line_bytes
+                )
         else:
             checkpoints = model_checkpoints[key]
             model_routes = np.zeros(len(samples["instr_id"]), np.int64)
@@ -242,14 +259,26 @@ def prefetch_app(
                 model_routes = routes
             threshold = float(json.loads(Path(model_metrics[key]).read_text())["threshold"])
             scores = model_scores(checkpoints, samples, model_routes, batch_size, device_name)
-            prefetches = prefetches_from_scores(
-                scores,
-                samples["instr_id"],
-                samples["block_addresses"][:, -1],
-                threshold,
-                degree,
-                line_bytes=1 << BLOCK_BITS,
-            )
+            if prefetch_filter:
+                candidates = ranked_candidates(
+                    scores,
+                    samples["instr_id"],
+                    samples["block_addresses"][:, -1],
+                    threshold,
+                    line_bytes=1 << BLOCK_BITS,
+                )
+                prefetches = filter_prefetches(
+                    instr_ids, lines, candidates, degree, filter_window, llc.line_bytes
+                )
+            else:
+                prefetches = prefetches_from_scores(
+                    scores,
+                    samples["instr_id"],
+                    samples["block_addresses"][:, -1],
+                    threshold,
+                    degree,
+                    line_bytes=1 << BLOCK_BITS,
+                )
         prefetches = limit_per_load(prefetches, degree)
         write_prefetch_file(prefetch_path, prefetches)
         report = evaluate_prefetches(instr_ids, lines, prefetches, llc, distance)
@@ -261,14 +290,20 @@ def prefetch_app(
             "name": name,
             "degree": degree,
             "distance": distance,
+            "filter": bool(prefetch_filter),
+            "filter_window": int(filter_window) if prefetch_filter else None,
             "accesses": len(stream),
             **report.as_dict(),
         }
         write_json_atomic(report_path, result)
         log.info(
-            "%s: %d prefetches, accuracy %.4f, coverage %.4f, miss reduction %.4f",
+            "%s: %d prefetches (%d filled, %d redundant, %d late), accuracy %.4f, coverage %.4f, "
+            "miss reduction %.4f",
             key,
             len(prefetches),
+            report.filled,
+            report.redundant,
+            report.late,
             report.accuracy,
             report.coverage,
             report.miss_reduction,
