@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ from packd.results_doc import (
     splice_run_times,
     sweep_logs_and_benchmarks,
 )
+from packd.tables import learnability_table
 from tests.conftest import REPO, run_snakemake
 
 
@@ -154,7 +156,7 @@ def _tables() -> dict[str, pd.DataFrame]:
     )
     empty = pd.DataFrame()
     return {"main": main, "main_summary": summary, "significance": significance,
-            "ceiling": ceiling, "teacher_selection": empty, "compression": empty,
+            "ceiling": ceiling, "selection": empty, "compression": empty,
             "prefetch": empty}  # fmt: skip
 
 
@@ -175,6 +177,68 @@ def test_results_document_reads_its_numbers_from_the_tables() -> None:
     # gap 0.10 in both seeds; PaCKD closes 0.02/0.10 and 0.04/0.10: 30% on average
     assert "gap (mean over cells): 0.1000" in document and "closes 30% of it" in document
     assert "2.1 min from its first job's start" in document
+
+
+def _learnability(cells: dict[int, dict[str, tuple[float, float]]]) -> pd.DataFrame:
+    """The learnability table of bc/lstm per seed, each method's (F1, top-k differs), as the
+    results_doc rule reads it back from its CSV."""
+    rows = [
+        {"seed": seed, "app": "bc", "arch": "lstm", "method": method, "f1": f1, "val_f1": f1,
+         "top_k_differs_from_frequency": differs, "protocol": "validation"}
+        for seed, methods in cells.items()
+        for method, (f1, differs) in methods.items()
+    ]  # fmt: skip
+    table = learnability_table(pd.DataFrame(rows))
+    return pd.read_csv(io.StringIO(table.to_csv(index=False)))
+
+
+def test_results_document_flags_cells_collapsed_to_the_label_prior() -> None:
+    tables = _tables()
+    # Seed 1 learned; seed 2's teacher issues the prior's top-k on 97% of samples
+    tables["learnability"] = _learnability(
+        {1: {"teacher": (0.70, 0.6), "no_kd": (0.60, 0.4)},
+         2: {"teacher": (0.70, 0.03), "no_kd": (0.60, 0.01)}}
+    )  # fmt: skip
+    document = render_results("config.yaml", tables, 125.0, 300.0)
+    section = document[document.index("## Learnability check") :]
+    assert (
+        "**1 of 2 cells have collapsed to the label prior**: seed 2 bc/lstm (top-k is the "
+        "frequency baseline's on 97.0% of samples)." in section
+    )
+    # The run has no frequency model (main: teacher, packd, no_kd): its gaps are n/a, said so
+    assert "**No `frequency` model in this run**: the teacher - bit frequency gaps" in section
+    assert "| 2 | bc/lstm | n/a | 0.1000 | n/a | 0.1000 | 3.0% | 1.0% | **yes** |" in section
+    assert "| 1 | bc/lstm | n/a | 0.1000 | n/a | 0.1000 | 60.0% | 40.0% | no |" in section
+    assert "| mean (cells) | | n/a (0) | 0.1000 (2) | n/a (0) | 0.1000 (2) | 31.5% (2) |" in section
+    assert "`learnability.md`" in document
+    # Near the ceiling check: right after it
+    assert document.index("## Are the teachers the ceiling?") < document.index(
+        "## Learnability check"
+    )
+
+
+def test_results_document_says_when_no_cell_has_collapsed() -> None:
+    tables = _tables()
+    tables["learnability"] = _learnability(
+        {1: {"teacher": (0.70, 0.6), "frequency": (0.50, 0.0), "no_kd": (0.60, 0.4)}}
+    )
+    tables["main"] = pd.concat(
+        [tables["main"], tables["main"].head(1).assign(method="frequency", f1=0.5, params=256)]
+    )
+    tables["main_summary"] = tables["main_summary"].assign(frequency=0.5, frequency_sd=0.0)
+    document = render_results("config.yaml", tables, 125.0, 300.0)
+    assert "None of the 1 cells has collapsed to the label prior." in document
+    assert "have collapsed" not in document and "No `frequency` model" not in document
+    assert "| 1 | bc/lstm | 0.2000 | 0.1000 | 0.2000 | 0.1000 | 60.0% | 40.0% | no |" in document
+    # Neither the top-k comparison nor a frequency model: the check cannot run, and says so
+    tables = _tables()
+    tables["learnability"] = _learnability(
+        {1: {"teacher": (0.70, float("nan")), "no_kd": (0.60, float("nan"))}}
+    )
+    document = render_results("config.yaml", tables, 125.0, 300.0)
+    assert "**1 of 1 cells could not be checked**" in document
+    assert "**Top-k comparison missing**" in document
+    assert "None of the" not in document
 
 
 @pytest.mark.parametrize("missing", ["main", "main_summary"])

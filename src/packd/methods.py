@@ -35,6 +35,19 @@ class Method:
     folder: str = "students"  # results/<folder>/{app}/{arch}/{name}.pt holds its checkpoint
 
     @property
+    def tuned(self) -> bool:
+        """Whether its learning rate is chosen on validation (the frequency baseline trains
+        nothing, so it has none to choose)."""
+        return self.network != "frequency"
+
+    @property
+    def phase(self) -> str:
+        """The training phase (config `train.<phase>`) it trains with: the teacher's for the
+        large networks trained on labels (the teacher itself and the teacher-sized MLP, a
+        ceiling check), the student's for every compressed model."""
+        return "teacher" if self.network in ("teacher", "mlp") else "student"
+
+    @property
     def loss(self) -> str:
         """'kd' for a distilled method, 'bce' for one trained on labels."""
         return "bce" if self.soft_targets is None else "kd"
@@ -259,6 +272,7 @@ def method_settings(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "method": method.name,
         "network": method.network,
+        "phase": method.phase,
         "soft_targets": method.soft_targets,
         "budget_factor": float(frontier["factor"]) if frontier else 1.0,
     }

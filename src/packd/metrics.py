@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -207,6 +208,54 @@ def top_k_precision_recall(labels: np.ndarray, scores: np.ndarray, k: int) -> di
     }
 
 
+def frequency_top_k(train_labels: np.ndarray, k: int) -> np.ndarray:
+    """The bit-frequency baseline's top-k, the same for every sample: the k bits set most often
+    in the training labels, ties to the lower bit index; ascending bit indices."""
+    counts = np.asarray(train_labels, dtype=bool).sum(axis=0)
+    return np.sort(np.argsort(-counts, kind="stable")[:k])
+
+
+def top_k_differs(scores: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Per sample, whether its k highest-scoring bits (ties to the lower bit index) are other
+    than `bits` (k distinct bit indices, e.g. frequency_top_k).
+
+    Without sorting every row: the row's top k is `bits` exactly when its weakest member of
+    `bits` (lowest score, then highest index) ranks before its strongest other bit (highest
+    score, then lowest index). NaN scores compare false, so such a row counts as differing.
+    """
+    scores = np.asarray(scores)
+    inside = np.zeros(scores.shape[1], dtype=bool)
+    inside[np.asarray(bits)] = True
+    if inside.sum() != len(bits):
+        raise ValueError(f"top-k bits must be distinct, got {list(bits)}")
+    if inside.all():
+        return np.zeros(len(scores), dtype=bool)  # k = every bit: nothing else to issue
+    in_index, out_index = np.flatnonzero(inside), np.flatnonzero(~inside)
+    in_scores, out_scores = scores[:, inside], scores[:, ~inside]
+    weakest = in_scores.min(axis=1)
+    strongest = out_scores.max(axis=1)
+    # Tied at the boundary: equal scores rank by bit index
+    last_in = np.where(in_scores == weakest[:, None], in_index, -1).max(axis=1)
+    first_out = np.where(out_scores == strongest[:, None], out_index, inside.size).min(axis=1)
+    same = (weakest > strongest) | ((weakest == strongest) & (last_in < first_out))
+    return ~same
+
+
+def differs_from_frequency(scores: np.ndarray, frequency_bits: np.ndarray) -> dict[str, Any]:
+    """How many samples' top-k bits (k = len(frequency_bits), the prefetch degree) are not the
+    bit-frequency baseline's: `top_k_differs_from_frequency` (fraction of samples, 0 when there
+    are none), `top_k_differs_from_frequency_count`, and the baseline's bits
+    (`frequency_top_k`). A model collapsed to the label prior issues the baseline's bits for
+    (nearly) every sample: fraction near 0."""
+    differs = top_k_differs(scores, frequency_bits)
+    count = int(np.count_nonzero(differs))
+    return {
+        "top_k_differs_from_frequency": count / differs.size if differs.size else 0.0,
+        "top_k_differs_from_frequency_count": count,
+        "frequency_top_k": [int(bit) for bit in frequency_bits],
+    }
+
+
 def authors_protocol(history: list[dict], final: dict[str, float]) -> dict[str, float]:
     """The authors' protocol whole: the epoch AND threshold with the best test F1, with F1,
     precision, recall and threshold all from that epoch (the training history records them for
@@ -232,15 +281,23 @@ def protocol_metrics(
     test_labels: np.ndarray,
     test_probs: np.ndarray,
     degree: int = 2,
-) -> dict[str, float]:
+    frequency_bits: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Test metrics under our protocol (threshold chosen on validation: `f1`, `precision`,
     `recall`, `threshold`, `val_f1`), at 0.5 (`f1_at_0.5`), threshold-free (`average_precision`,
     top-`degree` `precision_at_degree` and `recall_at_degree`), and with the threshold chosen on
-    test for the saved epoch (`test_selected_*`; see authors_protocol for the epoch)."""
+    test for the saved epoch (`test_selected_*`; see authors_protocol for the epoch). With
+    frequency_bits (frequency_top_k of the training labels at `degree`), also how many test
+    samples' top-`degree` bits differ from them (differs_from_frequency)."""
     threshold, val_f1 = best_threshold(val_labels, val_probs)
     at_threshold = evaluate_scores(test_labels, test_probs, threshold)
     test_threshold, test_f1 = best_threshold(test_labels, test_probs)
     at_test_threshold = evaluate_scores(test_labels, test_probs, test_threshold)
+    prior = {}
+    if frequency_bits is not None:
+        if len(frequency_bits) != degree:
+            raise ValueError(f"{len(frequency_bits)} frequency bits for degree {degree}")
+        prior = differs_from_frequency(test_probs, frequency_bits)
     return {
         **at_threshold,
         "threshold": threshold,
@@ -252,4 +309,5 @@ def protocol_metrics(
         "test_selected_recall": at_test_threshold["recall"],
         "average_precision": micro_average_precision(test_labels, test_probs),
         **top_k_precision_recall(test_labels, test_probs, degree),
+        **prior,
     }

@@ -14,6 +14,12 @@ import numpy as np
 import pandas as pd
 
 from packd.methods import SWEEP_METHOD, method_label, method_rank
+from packd.tables import (
+    COLLAPSE_F1_MARGIN,
+    COLLAPSE_TOP_K_DIFFERS,
+    collapsed_cells,
+    learnability_summary,
+)
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -132,8 +138,8 @@ def render_results(
 ) -> str:
     """The Markdown results document of one run.
 
-    tables: main, main_summary, significance, ceiling, teacher_selection, compression, prefetch
-    (the CSVs of results/tables/).
+    tables: main, main_summary, significance, ceiling, selection, compression, prefetch
+    and learnability (the CSVs of results/tables/; without learnability, no learnability check).
     """
     main, summary = tables["main"], tables["main_summary"]
     validation = main[main["protocol"] == "validation"]
@@ -216,6 +222,9 @@ def render_results(
                 f"- **Not the ceiling**: seed {row['seed']}, {row['app']}/{row['arch']}: not above "
                 f"{row['teacher_not_above']} (teacher {_fmt(row['teacher_val_f1'])})."
             )
+    learnability = tables.get("learnability")
+    if learnability is not None:
+        lines += _learnability_lines(learnability, methods)
     gap = _gap_line(validation)
     if gap:
         lines += ["", gap]
@@ -244,10 +253,112 @@ def render_results(
     lines += [
         "",
         "Per-cell tables: `results/tables/main_summary.md`, `significance.md`, `ceiling.md`, "
-        "`teacher_selection.md`, `compression.md`, `prefetch.md`.",
+        "`learnability.md`, `selection.md`, `compression.md`, `prefetch.md`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _learnability_lines(learnability: pd.DataFrame, methods: Sequence[str]) -> list[str]:
+    """The learnability check's section: the per-cell gaps and top-k comparison, their means, a
+    loud line naming every cell collapsed to the label prior (or one saying none is), and which
+    method or figure the run lacks."""
+    lines = [
+        "",
+        "## Learnability check: did the models learn more than the label prior?",
+        "",
+    ]
+    if learnability.empty:
+        return [*lines, "**No learnability check**: the run has no whole-app teacher."]
+    lines.append(
+        "Per (seed, app, arch) cell: the whole-app teacher's test F1 (validation protocol) minus "
+        "the bit-frequency baseline's and minus its no-KD student's (the same on validation F1), "
+        "and the share of test samples whose top-k bits differ from the frequency baseline's, "
+        "one fixed set for every sample. A cell has collapsed to the label prior when the "
+        f"teacher's top-k differs on fewer than {COLLAPSE_TOP_K_DIFFERS:.0%} of the samples or "
+        f"its F1 beats the frequency baseline's by less than {COLLAPSE_F1_MARGIN}: it cannot "
+        "tell a trained model from the prior, so its distillation comparisons say nothing."
+    )
+    absent = [method for method in ("frequency", "no_kd") if method not in methods]
+    for method in absent:
+        lines.append(
+            f"- **No `{method}` model in this run**: the teacher - {method_label(method)} gaps "
+            "are n/a."
+        )
+    if learnability["teacher_top_k_differs"].isna().any():
+        lines.append(
+            "- **Top-k comparison missing** for some cells: their metrics were written without "
+            "`top_k_differs_from_frequency` (before the check existed); re-evaluate them."
+        )
+    collapsed = collapsed_cells(learnability)
+    cells = len(learnability)
+    lines.append("")
+    if len(collapsed):
+        named = "; ".join(
+            f"seed {row['seed']} {row['app']}/{row['arch']} ({_text(row['collapse_reason'])})"
+            for _, row in collapsed.iterrows()
+        )
+        lines.append(
+            f"**{len(collapsed)} of {cells} cells have collapsed to the label prior**: {named}."
+        )
+    unchecked = (
+        learnability["teacher_top_k_differs"].isna()
+        & learnability["teacher_minus_frequency_f1"].isna()
+    ).sum()
+    if unchecked:
+        lines += [""] if len(collapsed) else []
+        lines.append(
+            f"**{unchecked} of {cells} cells could not be checked**: neither the top-k comparison "
+            "nor the frequency baseline's F1 is there."
+        )
+    elif not len(collapsed):
+        lines.append(f"None of the {cells} cells has collapsed to the label prior.")
+    lines += [
+        "",
+        "| seed | cell | teacher - frequency F1 | teacher - no KD F1 | teacher - frequency "
+        "val F1 | teacher - no KD val F1 | teacher top-k differs | no KD top-k differs "
+        "| collapsed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    columns = [
+        "teacher_minus_frequency_f1",
+        "teacher_minus_no_kd_f1",
+        "teacher_minus_frequency_val_f1",
+        "teacher_minus_no_kd_val_f1",
+    ]
+    flagged = set(collapsed.index)
+    for index, row in learnability.iterrows():
+        values = [_fmt(row[column]) for column in columns]
+        values += [_fmt_share(row["teacher_top_k_differs"]), _fmt_share(row["no_kd_top_k_differs"])]
+        verdict = "**yes**" if index in flagged else "no"
+        lines.append(
+            f"| {row['seed']} | {row['app']}/{row['arch']} | "
+            + " | ".join(values)
+            + f" | {verdict} |"
+        )
+    summary = learnability_summary(learnability).set_index("measure")
+    means = [
+        f"{_fmt(summary.loc[column, 'mean_over_cells'])} ({int(summary.loc[column, 'cells'])})"
+        for column in columns
+    ]
+    share = summary.loc["teacher_top_k_differs"]
+    lines.append(
+        "| mean (cells) | | "
+        + " | ".join(means)
+        + f" | {_fmt_share(share['mean_over_cells'])} ({int(share['cells'])}) | | {len(collapsed)} "
+        f"of {cells} |"
+    )
+    return lines
+
+
+def _fmt_share(value: float) -> str:
+    """A fraction as a percentage to one decimal, or n/a."""
+    return "n/a" if value is None or pd.isna(value) else f"{100 * value:.1f}%"
+
+
+def _text(value: object) -> str:
+    """A text cell read back from CSV: an empty one is NaN."""
+    return "" if value is None or pd.isna(value) else str(value)
 
 
 def _gap_line(validation: pd.DataFrame) -> str:

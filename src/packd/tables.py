@@ -96,27 +96,34 @@ def main_table(metrics: Sequence[dict]) -> pd.DataFrame:
     return table[[*MAIN_COLUMNS, "val_f1", *TIMING_COLUMNS, "trained_on"]].reset_index(drop=True)
 
 
-def teacher_selection_table(selection_paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Per seed, app and arch: each learning-rate factor tried for the whole-app teacher, its
-    best validation F1, which one was kept, and the seed it was chosen on (a later seed trains
-    at the first seed's choice; paths .../seed{s}/{app}/{arch}/selection.json)."""
+def selection_table(selection_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Per seed, app, arch and method: each learning-rate factor tried, its best validation F1,
+    which one was kept, and the seed it was chosen on (a later seed trains at the first seed's
+    choice). Paths: .../seed{s}/{app}/{arch}/selection.json (the whole-app teacher) or
+    .../seed{s}/{app}/{arch}/{method}.selection.json."""
     rows = []
     for path in map(Path, selection_paths):
         selection = json.loads(path.read_text())
         seed, app, arch = path.parts[-4].removeprefix("seed"), path.parts[-3], path.parts[-2]
+        method = path.name.removesuffix("selection.json").removesuffix(".") or "teacher"
         for candidate in selection["candidates"]:
             rows.append(
                 {
                     "seed": int(seed),
                     "app": app,
                     "arch": arch,
+                    "method": method,
                     "lr_factor": candidate["lr_factor"],
                     "val_f1": candidate["val_f1"],
                     "chosen": candidate["lr_factor"] == selection["lr_factor"],
                     "chosen_on_seed": int(selection.get("chosen_on_seed", seed)),
                 }
             )
-    return pd.DataFrame(rows)
+    columns = ["seed", "app", "arch", "method", "lr_factor", "val_f1", "chosen", "chosen_on_seed"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["method_order"] = table["method"].map(method_rank)
+    table = table.sort_values(["seed", "app", "arch", "method_order", "method", "lr_factor"])
+    return table.drop(columns="method_order").reset_index(drop=True)
 
 
 CEILING_BASELINES = ("frequency", "mlp", "no_kd")
@@ -197,15 +204,13 @@ def learnability_table(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=LEARNABILITY_COLUMNS)
     cells = pd.MultiIndex.from_frame(teacher[keys])
     by_method = rows.set_index([*keys, "method"])
+    methods = set(rows["method"])
 
     def of(column: str, method: str) -> pd.Series:
         """column of method's row in every cell; NaN where the method or column is absent."""
-        if column not in by_method.columns:
-            return pd.Series(np.nan, index=cells)
-        values = (
-            by_method[column].xs(method, level="method") if method in set(rows["method"]) else None
-        )
-        return pd.Series(np.nan, index=cells) if values is None else values.reindex(cells)
+        if column not in by_method.columns or method not in methods:
+            return pd.Series(np.nan, index=cells, dtype=float)
+        return by_method[column].xs(method, level="method").reindex(cells).astype(float)
 
     out = pd.DataFrame(index=cells)
     out["teacher_f1"] = of("f1", "teacher")
@@ -241,26 +246,45 @@ def learnability_table(table: pd.DataFrame) -> pd.DataFrame:
         )
         for methods, share in zip(present, out["teacher_top_k_differs"], strict=True)
     ]
-    return out.reset_index()[LEARNABILITY_COLUMNS]
+    return out.reset_index().sort_values(keys, ignore_index=True)[LEARNABILITY_COLUMNS]
 
 
 def learnability_summary(learnability: pd.DataFrame) -> pd.DataFrame:
-    """The learnability table over cells: one row per gap (and the teacher's top-k differs
-    fraction), `mean <column>`, with its mean over the cells that have it (`value`) and their
-    number (`cells`); then `collapsed cells`, their count out of all cells."""
-    rows = [
-        {
-            "measure": f"mean {column}",
-            "value": learnability[column].mean() if len(learnability) else np.nan,
-            "cells": int(learnability[column].notna().sum()),
-        }
-        for column in LEARNABILITY_GAPS
-    ]
-    collapsed = learnability["collapsed"].astype(bool)
-    rows.append(
-        {"measure": "collapsed cells", "value": int(collapsed.sum()), "cells": len(learnability)}
+    """The learnability table's gaps (and the teacher's top-k differs fraction) over cells: one
+    row per column of LEARNABILITY_GAPS (`measure`) with its mean over the cells that have it
+    (`mean_over_cells`, NaN in none) and their number (`cells`)."""
+    return pd.DataFrame(
+        [
+            {
+                "measure": column,
+                "mean_over_cells": learnability[column].astype(float).mean(),
+                "cells": int(learnability[column].notna().sum()),
+            }
+            for column in LEARNABILITY_GAPS
+        ],
+        columns=["measure", "mean_over_cells", "cells"],
     )
-    return pd.DataFrame(rows, columns=["measure", "value", "cells"])
+
+
+def collapsed_cells(learnability: pd.DataFrame) -> pd.DataFrame:
+    """The learnability table's rows flagged `collapsed` (read back from CSV too)."""
+    if learnability.empty:
+        return learnability
+    return learnability[learnability["collapsed"].astype(str).str.lower() == "true"]
+
+
+def learnability_markdown(learnability: pd.DataFrame) -> str:
+    """The learnability table, its summary over cells and the count of collapsed cells."""
+    collapsed = collapsed_cells(learnability)
+    return (
+        to_markdown(learnability)
+        + "\n"
+        + to_markdown(learnability_summary(learnability))
+        + f"\nCollapsed to the label prior: {len(collapsed)} of {len(learnability)} cells "
+        f"(teacher's top-k differs from the frequency baseline's on fewer than "
+        f"{COLLAPSE_TOP_K_DIFFERS:.0%} of test samples, or its test F1 beats the baseline's by "
+        f"less than {COLLAPSE_F1_MARGIN}).\n"
+    )
 
 
 def relative_improvement(new: float, old: float) -> float:

@@ -116,6 +116,24 @@ def _evaluate(
     return loss, torch.sigmoid(logits).numpy()
 
 
+def _test_record(
+    model: nn.Module, test: Sequence, val_threshold: float, batch_size: int, device
+) -> dict[str, float]:
+    """Test metrics of one epoch, recorded for the authors' protocol only (never selected on)."""
+    test_labels = _as_tensor(test[1], torch.bool)
+    _, test_probs = _evaluate(model, test[0], test_labels, batch_size, device)
+    test_thr, test_f1 = best_threshold(test_labels.numpy(), test_probs)
+    at_test_thr = evaluate_scores(test_labels.numpy(), test_probs, test_thr)
+    return {
+        "test_f1_best_threshold": test_f1,
+        "test_best_threshold": test_thr,
+        "test_precision_best_threshold": at_test_thr["precision"],
+        "test_recall_best_threshold": at_test_thr["recall"],
+        "test_f1_at_0.5": micro_f1(test_labels.numpy(), test_probs, 0.5),
+        "test_f1_val_threshold": micro_f1(test_labels.numpy(), test_probs, val_threshold),
+    }
+
+
 def train_model(
     model: nn.Module,
     train: Sequence[np.ndarray | torch.Tensor],
@@ -135,6 +153,7 @@ def train_model(
     test: Sequence[np.ndarray | torch.Tensor] | None = None,
     plateau_f1: float | None = None,
     schedule: str = "constant",
+    initial_candidate: bool = False,
 ) -> TrainResult:
     """Train with Adam; keep the epoch with the best validation micro-F1 (at its best threshold).
 
@@ -144,6 +163,8 @@ def train_model(
     checked after each epoch. plateau_f1: the validation F1 of the label frequencies alone; no
     early stop while the best epoch is not above it (the model still sits on that plateau).
     schedule: "constant" keeps lr; "cosine" decays it per step to 0 at the last epoch.
+    initial_candidate: the model as given is scored first, as epoch 0, and kept unless a trained
+    epoch beats it on validation (fine-tuning a warm start can then never make it worse).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {schedule!r}; valid: {SCHEDULES}")
@@ -170,6 +191,17 @@ def train_model(
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_f1, best_thr = None, 0, -1.0, 0.5
     stop_reason, started = "max epochs", time.perf_counter()
+    if initial_candidate:
+        val_loss, val_probs = _evaluate(model, val_inputs, val_labels, batch_size, device)
+        best_thr, best_f1 = best_threshold(val_labels.numpy(), val_probs)
+        record = {"epoch": 0, "val_loss": val_loss, "val_f1": best_f1, "val_threshold": best_thr}
+        if test is not None:
+            record.update(_test_record(model, test, best_thr, batch_size, device))
+        history.append(record)
+        best_state = {
+            name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()
+        }
+        log(f"epoch 0 (as given) val_loss {val_loss:.5f} val_f1 {best_f1:.4f}")
     for epoch in range(1, epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -211,16 +243,7 @@ def train_model(
             "samples_per_s": n_train / max(train_seconds, 1e-9),
         }
         if test is not None:
-            test_labels = _as_tensor(test[1], torch.bool)
-            _, test_probs = _evaluate(model, test[0], test_labels, batch_size, device)
-            test_thr, test_f1 = best_threshold(test_labels.numpy(), test_probs)
-            at_test_thr = evaluate_scores(test_labels.numpy(), test_probs, test_thr)
-            record["test_f1_best_threshold"] = test_f1
-            record["test_best_threshold"] = test_thr
-            record["test_precision_best_threshold"] = at_test_thr["precision"]
-            record["test_recall_best_threshold"] = at_test_thr["recall"]
-            record["test_f1_at_0.5"] = micro_f1(test_labels.numpy(), test_probs, 0.5)
-            record["test_f1_val_threshold"] = micro_f1(test_labels.numpy(), test_probs, val_thr)
+            record.update(_test_record(model, test, val_thr, batch_size, device))
         history.append(record)
         elapsed = time.perf_counter() - started
         log(
@@ -300,10 +323,12 @@ def train_phase(
     loss: LossSpec,
     seed: int,
     log: Callable[[str], None] | None = None,
+    initial_candidate: bool = False,
 ) -> TrainResult:
     """train_model on splits' val (and test, recorded only) with one phase's settings; the
-    output bias first starts at the labels' log-odds when settings.prior_bias."""
-    if settings.prior_bias:
+    output bias first starts at the labels' log-odds when settings.prior_bias (never for an
+    initial candidate, a warm start whose bias is already trained)."""
+    if settings.prior_bias and not initial_candidate:
         init_output_bias(model, train[1])
     plateau = frequency_f1(train[1], splits["val"]["labels"])
     if log is not None:
@@ -325,4 +350,5 @@ def train_phase(
         log=log,
         plateau_f1=plateau,
         schedule=settings.schedule,
+        initial_candidate=initial_candidate,
     )

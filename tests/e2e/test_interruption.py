@@ -50,7 +50,7 @@ def write_small_config(workdir: Path) -> None:
     config["dataset"]["max_samples"] = {"train": 600, "val": 200, "test": 300}
     # One training replicate and one teacher learning rate: the fewest jobs.
     config.pop("seeds", None)
-    config["train"].pop("teacher_grid", None)
+    config["train"].pop("lr_grid", None)
     # Teachers that train for seconds, not a fraction of one: the signal must land while a
     # training job runs (with a quick start-up, a 2-epoch teacher ended before it was sent).
     config["train"]["teacher"].update({"epochs": 60, "patience": 60, "min_epochs": 1})

@@ -98,6 +98,19 @@ def test_ceiling_and_teacher_selection_tables(tiny_run: Path) -> None:
     assert later.to_dict() == chosen.set_index(["app", "arch"])["lr_factor"].to_dict()
 
 
+def test_learnability_table_flags_collapsed_cells_in_the_log(tiny_run: Path) -> None:
+    table = pd.read_csv(tiny_run / "results/tables/learnability.csv")
+    assert len(table) == 2 * 2 * len(TINY["archs"])
+    assert table["teacher_top_k_differs"].between(0, 1).all()
+    main = pd.read_csv(tiny_run / "results/tables/main.csv")
+    frequency = main[(main["method"] == "frequency") & (main["protocol"] == "validation")]
+    assert (frequency["top_k_differs_from_frequency"] == 0).all()  # its top-k is the prior's
+    log = (tiny_run / "logs/paper/table_learnability.log").read_text()
+    assert log.count("COLLAPSED TO THE LABEL PRIOR") == int(table["collapsed"].sum())
+    document = (tiny_run / "results/results.md").read_text()
+    assert "## Learnability check" in document
+
+
 def test_prefetch_table_has_models_and_classic_prefetchers(tiny_run: Path) -> None:
     table = pd.read_csv(tiny_run / "results/tables/prefetch.csv")
     assert set(table["kind"]) == {"model", "classic"}
@@ -145,6 +158,7 @@ def test_report_bundles_the_tables_and_figures(tiny_run: Path) -> None:
         "summary.csv",
         "significance.csv",
         "ceiling.csv",
+        "learnability.csv",
         "prefetch.csv",
     ):
         assert name in report, name

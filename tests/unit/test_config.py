@@ -235,6 +235,7 @@ def test_missing_import_file_is_named(tmp_path: Path) -> None:
 
 def test_arch_without_sizes_is_named() -> None:
     config = load("config.yaml")
+    config["archs"] = ["lstm", "mixer", "resnet"]
     del config["models"]["mixer"]
     with pytest.raises(ConfigError, match="models.mixer"):
         check_config(config, base_dir=REPO)

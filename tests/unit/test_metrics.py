@@ -165,3 +165,70 @@ def test_micro_average_precision_equals_scikit_learn_with_ties() -> None:
     hand = micro_average_precision(np.array([1, 1, 0, 1]), np.array([0.9, 0.5, 0.5, 0.1]))
     assert hand == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
     assert micro_average_precision(np.zeros(4), np.ones(4)) == 0.0
+
+
+def test_frequency_top_k_breaks_ties_by_bit_index() -> None:
+    from packd.metrics import frequency_top_k
+
+    # Bit counts 1, 3, 3, 0, 3: the three-way tie at 3 keeps bits 1 and 2 (the lower indices)
+    labels = np.array(
+        [[1, 1, 1, 0, 1], [0, 1, 1, 0, 1], [0, 1, 1, 0, 1], [0, 0, 0, 0, 0]], dtype=bool
+    )
+    assert frequency_top_k(labels, 2).tolist() == [1, 2]
+    assert frequency_top_k(labels, 3).tolist() == [1, 2, 4]
+    assert frequency_top_k(labels, 4).tolist() == [0, 1, 2, 4]
+
+
+def test_top_k_differs_from_the_frequency_baseline_on_a_hand_made_score_matrix() -> None:
+    from packd.metrics import differs_from_frequency, protocol_metrics, top_k_differs
+
+    frequency_bits = np.array([0, 2])
+    scores = np.array(
+        [
+            [0.9, 0.1, 0.8, 0.0],  # top 2 = {0, 2}: the prior's
+            [0.8, 0.1, 0.9, 0.0],  # {2, 0}: the same set in another order
+            [0.9, 0.8, 0.1, 0.0],  # {0, 1}: differs
+            [0.5, 0.5, 0.5, 0.5],  # all tied: the lower indices {0, 1}: differs
+            [0.7, 0.2, 0.2, 0.2],  # tie for second: bit 1 before bit 2: differs
+            [0.7, 0.1, 0.3, 0.3],  # tie for second: bit 2 before bit 3: the prior's
+            [0.1, 0.2, 0.3, 0.9],  # {2, 3}: differs
+        ]
+    )
+    assert top_k_differs(scores, frequency_bits).tolist() == [
+        False, False, True, True, True, False, True,
+    ]  # fmt: skip
+    # The reference: each row's stable descending sort (ties to the lower index), as a set
+    reference = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :2], axis=1)
+    np.testing.assert_array_equal(
+        top_k_differs(scores, frequency_bits), (reference != frequency_bits).any(axis=1)
+    )
+    assert differs_from_frequency(scores, frequency_bits) == {
+        "top_k_differs_from_frequency": 4 / 7,
+        "top_k_differs_from_frequency_count": 4,
+        "frequency_top_k": [0, 2],
+    }
+    # The frequency baseline's own scores (every row the training frequencies) never differ
+    prior = np.tile([0.4, 0.1, 0.4, 0.3], (5, 1))
+    assert not top_k_differs(prior, frequency_bits).any()
+    # Within protocol_metrics at the prefetch degree, and only when the bits are given
+    labels = scores > 0.45
+    metrics = protocol_metrics(labels, scores, labels, scores, 2, frequency_bits)
+    assert metrics["top_k_differs_from_frequency_count"] == 4
+    assert "top_k_differs_from_frequency" not in protocol_metrics(labels, scores, labels, scores)
+    with pytest.raises(ValueError, match="degree 3"):
+        protocol_metrics(labels, scores, labels, scores, 3, frequency_bits)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_top_k_differs_equals_a_stable_sort_with_many_ties(k: int) -> None:
+    from packd.metrics import top_k_differs
+
+    generator = np.random.default_rng(k)
+    bits = np.sort(generator.choice(12, size=k, replace=False))
+    # Integer scores, the chosen bits 2 higher: often on top, often tied at the boundary
+    scores = generator.integers(0, 3, size=(500, 12)).astype(np.float32)
+    scores[:, bits] += 2
+    reference = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
+    expected = (reference != bits).any(axis=1)
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(top_k_differs(scores, bits), expected)

@@ -16,8 +16,14 @@ from packd.dataset import load_split
 from packd.methods import method_settings
 from packd.stages.data import build_dataset, cluster
 from packd.stages.evaluation import evaluate, model_probabilities
-from packd.stages.training import train_student, train_teacher
+from packd.stages.training import (
+    cluster_teacher_phase,
+    select_candidate,
+    train_student,
+    train_teacher,
+)
 from packd.trace_io import write_trace_parquet
+from packd.train import PhaseSettings
 
 TINY_SIZES = {"teacher": {"hidden": 16, "layers": 1}, "student": {"hidden": 4, "layers": 1}}
 TRAIN = {
@@ -25,6 +31,7 @@ TRAIN = {
     "amp": False,
     "teacher": {"epochs": 2, "lr": 0.01, "batch_size": 128, "patience": 2},
     "student": {"epochs": 2, "lr": 0.01, "batch_size": 128, "patience": 2},
+    "cluster_teachers": {"init": "warm_start", "epochs": 2, "lr_factor": 0.5},
 }
 CONFIG = {
     "cluster": {"features": "a", "k": 2},
@@ -73,7 +80,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[f"c{c}"] = root / f"c{c}.pt"
         train_teacher(
             splits, "lstm", TINY_SIZES["teacher"], TRAIN, 1, paths[f"c{c}"], "syn",
-            clusters_path=paths["clusters"], cluster_id=c,
+            clusters_path=paths["clusters"], cluster_id=c, whole_app_teacher_path=paths["teacher"],
         )  # fmt: skip
     return paths
 
@@ -147,6 +154,13 @@ def test_train_student_and_evaluate(app: dict[str, Path], tmp_path: Path, method
         assert metrics["test_selected_epoch"] == best["epoch"]
         assert metrics["test_selected_recall"] == best["test_recall_best_threshold"]
     assert 0 < metrics["average_precision"] <= 1
+    # The learnability check: how many test samples' top-2 bits are not the training labels'
+    # two most frequent; the frequency baseline issues exactly those bits for every sample
+    count = metrics["top_k_differs_from_frequency_count"]
+    assert metrics["top_k_differs_from_frequency"] == pytest.approx(count / metrics["test_samples"])
+    assert len(metrics["frequency_top_k"]) == 2
+    if method == "frequency":
+        assert count == 0
 
 
 def test_routed_teachers_score_each_sample_with_its_cluster_teacher(
@@ -180,8 +194,10 @@ def test_packd_with_one_cluster_trains_the_standard_kd_student(
     splits = splits_of(app)
     cluster(splits, "a", 1, 0, 1, 0.01, clusters, tmp_path / "s.csv", tmp_path / "c.png")
     only_teacher = tmp_path / "c0.pt"
+    # From scratch with one cluster, the cluster teacher is the whole-app teacher's run exactly
+    scratch = {**TRAIN, "cluster_teachers": {"init": "scratch"}}
     train_teacher(
-        splits, "lstm", TINY_SIZES["teacher"], TRAIN, 1, only_teacher, "syn",
+        splits, "lstm", TINY_SIZES["teacher"], scratch, 1, only_teacher, "syn",
         clusters_path=clusters, cluster_id=0,
     )  # fmt: skip
     config = {**CONFIG, "cluster": {"features": "a", "k": 1}}
@@ -196,3 +212,77 @@ def test_packd_with_one_cluster_trains_the_standard_kd_student(
     assert states["packd"].keys() == states["standard_kd"].keys()
     for name, tensor in states["packd"].items():
         torch.testing.assert_close(tensor, states["standard_kd"][name], rtol=0, atol=0)
+
+
+def test_a_warm_started_cluster_teacher_starts_from_the_whole_app_teacher(
+    app: dict[str, Path],
+) -> None:
+    whole = load_checkpoint(app["teacher"])[0]
+    for c in range(2):
+        header = load_checkpoint(app[f"c{c}"])[0]
+        assert header["init"] == "warm_start"
+        epoch_0 = header["history"][0]
+        # Epoch 0 scores the whole-app teacher itself on the cluster's validation samples; the
+        # kept epoch is never below it
+        assert epoch_0["epoch"] == 0
+        assert max(record["val_f1"] for record in header["history"]) >= epoch_0["val_f1"]
+        assert len(header["history"]) <= 1 + TRAIN["cluster_teachers"]["epochs"]
+    assert whole["history"][0]["epoch"] == 1  # the whole-app teacher starts fresh
+
+
+def test_cluster_teacher_phase_warm_start_and_step_parity() -> None:
+    settings = PhaseSettings.from_config(
+        {"teacher": {"epochs": 10, "lr": 0.002, "batch_size": 256, "patience": 5}},
+        "teacher",
+        "resnet",
+    )
+    warm, warm_start = cluster_teacher_phase(
+        settings, {"init": "warm_start", "epochs": 3, "lr_factor": 0.5}, 1000, 3000
+    )
+    assert warm_start and warm.epochs == 3 and warm.lr == pytest.approx(0.001)
+    scratch, warm_start = cluster_teacher_phase(settings, {"init": "scratch"}, 1000, 3000)
+    # a third of the samples: three times the epochs, the whole-app teacher's step count
+    assert not warm_start and scratch.epochs == 30 and scratch.lr == settings.lr
+    with pytest.raises(ValueError, match="unknown cluster-teacher init"):
+        cluster_teacher_phase(settings, {"init": "fresh"}, 1000, 3000)
+
+
+def test_a_student_grid_selects_on_validation_and_later_seeds_replicate_the_choice(
+    app: dict[str, Path], tmp_path: Path
+) -> None:
+    settings = method_settings("no_kd", CONFIG)
+    candidates = []
+    for factor in (1.0, 2.0):
+        candidates.append(tmp_path / f"lr{factor:g}.pt")
+        header = train_student(
+            splits_of(app), "lstm", TINY_SIZES, settings, TRAIN, 1, candidates[-1], "syn",
+            "no_kd", lr_factor=factor,
+        )  # fmt: skip
+        assert header["lr_factor"] == factor
+    chosen_path, selection_path = tmp_path / "no_kd.pt", tmp_path / "no_kd.selection.json"
+    selection = select_candidate(candidates, [1.0, 2.0], chosen_path, selection_path)
+    best = {
+        factor: max(record["val_f1"] for record in load_checkpoint(path)[0]["history"])
+        for factor, path in zip((1.0, 2.0), candidates, strict=True)
+    }
+    assert selection["lr_factor"] == max(best, key=best.get)
+    assert [candidate["val_f1"] for candidate in selection["candidates"]] == list(best.values())
+    later = train_student(
+        splits_of(app), "lstm", TINY_SIZES, settings, TRAIN, 2, tmp_path / "seed2.pt", "syn",
+        "no_kd", chosen_selection_path=selection_path,
+        selection_path=tmp_path / "seed2.selection.json", chosen_on_seed=1,
+    )  # fmt: skip
+    assert later["lr_factor"] == selection["lr_factor"]
+    replicate = json.loads((tmp_path / "seed2.selection.json").read_text())
+    assert replicate["chosen_on_seed"] == 1 and replicate["lr_factor"] == later["lr_factor"]
+
+
+def test_the_mlp_trains_in_the_teacher_phase(app: dict[str, Path], tmp_path: Path) -> None:
+    assert method_settings("mlp", CONFIG)["phase"] == "teacher"
+    assert method_settings("no_kd", CONFIG)["phase"] == "student"
+    train = {**TRAIN, "teacher": {**TRAIN["teacher"], "epochs": 1}}
+    header = train_student(
+        splits_of(app), "lstm", TINY_SIZES, method_settings("mlp", CONFIG), train, 1,
+        tmp_path / "mlp.pt", "syn", "mlp",
+    )  # fmt: skip
+    assert len(header["history"]) == 1  # the teacher's one epoch, not the student's two

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,8 +11,14 @@ from scipy import stats
 
 from packd.methods import sweep_method_name
 from packd.tables import (
+    COLLAPSE_F1_MARGIN,
+    COLLAPSE_TOP_K_DIFFERS,
+    collapsed_cells,
     compression_table,
     holm_adjust,
+    learnability_markdown,
+    learnability_summary,
+    learnability_table,
     main_summary,
     main_table,
     relative_improvement,
@@ -269,3 +277,125 @@ def test_compression_table_names_each_rows_seed_and_averages_over_them() -> None
     mean = packd[packd["app"] == "mean"].iloc[0]
     assert mean["latency_b1_us"] == pytest.approx(200.0)
     assert mean["compression"] == pytest.approx(100.0)
+
+
+def _learnability_entries(
+    cells: dict[tuple[int, str], dict[str, tuple[float, float, float | None]]],
+) -> list[dict]:
+    """Metrics entries: per (seed, app) cell of arch lstm, each method's (test F1, validation F1,
+    top-k differs fraction; None: the metrics lack it)."""
+    entries = []
+    for (seed, app), methods in cells.items():
+        for method, (f1, val_f1, differs) in methods.items():
+            entry = metrics_entry(app, "lstm", method, f1, 1_000)
+            entry.update(seed=seed, val_f1=val_f1)
+            if differs is not None:
+                entry["top_k_differs_from_frequency"] = differs
+            entries.append(entry)
+    return entries
+
+
+def test_main_table_has_the_top_k_comparison_or_nan() -> None:
+    entries = _learnability_entries(
+        {(1, "bc"): {"teacher": (0.5, 0.5, 0.6), "no_kd": (0.4, 0.4, None)}}
+    )
+    rows = main_table(entries).set_index(["method", "protocol"])
+    assert "top_k_differs_from_frequency" in rows.columns
+    # The same figure on both protocols' rows (the top k does not depend on the threshold)
+    assert rows.loc[("teacher", "validation"), "top_k_differs_from_frequency"] == 0.6
+    assert rows.loc[("teacher", "test_selected"), "top_k_differs_from_frequency"] == 0.6
+    assert np.isnan(rows.loc[("no_kd", "validation"), "top_k_differs_from_frequency"])
+
+
+def test_learnability_table_gaps_and_collapse_flags() -> None:
+    entries = _learnability_entries(
+        {
+            # learned: well above the prior, top-k differs on 60% of samples
+            (1, "bc"): {"teacher": (0.50, 0.55, 0.60), "frequency": (0.40, 0.42, 0.0),
+                        "no_kd": (0.45, 0.47, 0.30), "packd": (0.47, 0.48, 0.4)},
+            # F1 barely above the frequency baseline's, though top-k differs often
+            (1, "pr"): {"teacher": (0.405, 0.41, 0.50), "frequency": (0.40, 0.40, 0.0),
+                        "no_kd": (0.41, 0.40, 0.20)},
+            # well above in F1, but the same top-k as the prior on 95% of samples
+            (2, "bc"): {"teacher": (0.60, 0.61, 0.05), "frequency": (0.40, 0.41, 0.0),
+                        "no_kd": (0.50, 0.52, 0.01)},
+        }
+    )  # fmt: skip
+    table = learnability_table(main_table(entries))
+    assert list(table[["seed", "app"]].itertuples(index=False, name=None)) == [
+        (1, "bc"), (1, "pr"), (2, "bc"),
+    ]  # fmt: skip
+    rows = table.set_index(["seed", "app"])
+    learned = rows.loc[(1, "bc")]
+    assert learned["teacher_f1"] == pytest.approx(0.50)
+    assert learned["teacher_minus_frequency_f1"] == pytest.approx(0.10)
+    assert learned["teacher_minus_no_kd_f1"] == pytest.approx(0.05)
+    assert learned["teacher_minus_frequency_val_f1"] == pytest.approx(0.13)
+    assert learned["teacher_minus_no_kd_val_f1"] == pytest.approx(0.08)
+    assert learned["teacher_top_k_differs"] == 0.60 and learned["no_kd_top_k_differs"] == 0.30
+    assert not learned["collapsed"] and learned["collapse_reason"] == ""
+    assert learned["missing"] == ""
+    flat_f1 = rows.loc[(1, "pr")]
+    assert flat_f1["teacher_minus_frequency_f1"] == pytest.approx(0.005)
+    assert flat_f1["teacher_minus_frequency_f1"] < COLLAPSE_F1_MARGIN
+    assert flat_f1["collapsed"]
+    assert flat_f1["collapse_reason"] == "test F1 only +0.0050 above the frequency baseline"
+    flat_top_k = rows.loc[(2, "bc")]
+    assert flat_top_k["teacher_top_k_differs"] < COLLAPSE_TOP_K_DIFFERS
+    assert flat_top_k["collapsed"]
+    assert flat_top_k["collapse_reason"] == (
+        "top-k is the frequency baseline's on 95.0% of samples"
+    )
+    summary = learnability_summary(table).set_index("measure")
+    assert summary.loc["teacher_minus_frequency_f1", "mean_over_cells"] == pytest.approx(
+        (0.10 + 0.005 + 0.20) / 3
+    )
+    assert summary.loc["teacher_minus_no_kd_f1", "mean_over_cells"] == pytest.approx(
+        (0.05 - 0.005 + 0.10) / 3
+    )
+    assert summary.loc["teacher_top_k_differs", "mean_over_cells"] == pytest.approx(
+        (0.60 + 0.50 + 0.05) / 3
+    )
+    assert (summary["cells"] == 3).all()
+    markdown = learnability_markdown(table)
+    assert "Collapsed to the label prior: 2 of 3 cells" in markdown
+    # The per-cell table, then the summary: the mean teacher - frequency gap over 3 cells
+    assert markdown.index("collapse_reason") < markdown.index("mean_over_cells")
+    assert "|0.1017|3|" in markdown.replace(" ", "")
+    # Read back from the CSV (booleans and empty texts as pandas reads them)
+    again = pd.read_csv(io.StringIO(table.to_csv(index=False)))
+    assert collapsed_cells(again)[["seed", "app"]].values.tolist() == [[1, "pr"], [2, "bc"]]
+
+
+def test_learnability_table_with_a_method_missing_from_the_run() -> None:
+    entries = _learnability_entries(
+        {
+            (1, "bc"): {"teacher": (0.50, 0.55, 0.02), "no_kd": (0.45, 0.47, 0.30)},
+            (1, "pr"): {"teacher": (0.40, 0.41, None), "no_kd": (0.35, 0.36, None)},
+        }
+    )
+    table = learnability_table(main_table(entries)).set_index(["seed", "app"])
+    # No frequency model: its gaps are NaN, and only the top-k comparison can flag a cell
+    assert table["teacher_minus_frequency_f1"].isna().all()
+    assert table["teacher_minus_frequency_val_f1"].isna().all()
+    assert table.loc[(1, "bc"), "teacher_minus_no_kd_f1"] == pytest.approx(0.05)
+    assert table.loc[(1, "bc"), "collapsed"]  # top-k the prior's on 98% of samples
+    assert table.loc[(1, "bc"), "missing"] == "frequency"
+    # Metrics without the top-k comparison either: nothing can flag it, and it says so
+    assert not table.loc[(1, "pr"), "collapsed"]
+    assert table.loc[(1, "pr"), "missing"] == "frequency top_k_differs_from_frequency"
+    summary = learnability_summary(table.reset_index()).set_index("measure")
+    assert np.isnan(summary.loc["teacher_minus_frequency_f1", "mean_over_cells"])
+    assert summary.loc["teacher_minus_frequency_f1", "cells"] == 0
+    assert summary.loc["teacher_top_k_differs", "cells"] == 1
+    # Without no KD too, and without validation F1 in the table: NaN, not an error
+    only_teacher = main_table(
+        _learnability_entries({(1, "bc"): {"teacher": (0.5, 0.5, 0.5)}})
+    ).drop(columns="val_f1")
+    row = learnability_table(only_teacher).iloc[0]
+    assert np.isnan(row["teacher_minus_no_kd_f1"]) and np.isnan(row["teacher_minus_no_kd_val_f1"])
+    assert row["missing"] == "frequency no_kd" and not row["collapsed"]
+    # No teacher at all: an empty table with its columns
+    assert learnability_table(main_table(_learnability_entries(
+        {(1, "bc"): {"no_kd": (0.5, 0.5, 0.5)}}
+    ))).empty  # fmt: skip

@@ -164,3 +164,28 @@ def test_phase_settings_read_the_schedule() -> None:
     config = {"teacher": {**budget, "schedule": "cosine"}, "student": budget}
     assert PhaseSettings.from_config(config, "teacher", "lstm").schedule == "cosine"
     assert PhaseSettings.from_config(config, "student", "lstm").schedule == "constant"
+
+
+def test_an_initial_candidate_is_kept_when_no_epoch_beats_it() -> None:
+    train, val = _task(512, 1), _task(256, 2)
+    seed_everything(0)
+    model = build_model("mixer", {"dim": 16, "depth": 1})
+    trained = train_model(
+        model, train, val, epochs=6, lr=3e-2, batch_size=32, patience=6, seed=0, device="cpu"
+    )
+    model.load_state_dict(trained.best_state)
+    # A rate that wrecks the model in one step: no trained epoch can beat the warm start
+    again = train_model(
+        model, train, val, epochs=2, lr=50.0, batch_size=32, patience=2, seed=0, device="cpu",
+        initial_candidate=True,
+    )  # fmt: skip
+    assert again.history[0]["epoch"] == 0 and len(again.history) == 3
+    assert again.best_epoch == 0
+    assert again.best_val_f1 == pytest.approx(trained.best_val_f1)
+    for name, tensor in trained.best_state.items():
+        torch.testing.assert_close(again.best_state[name], tensor, rtol=0, atol=0)
+
+
+def test_without_an_initial_candidate_epoch_0_is_not_scored() -> None:
+    _, result = _train(epochs=2)
+    assert [record["epoch"] for record in result.history] == [1, 2]

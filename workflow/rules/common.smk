@@ -191,13 +191,27 @@ def get_main_metrics():
     )
 
 
-def get_teacher_selections():
-    return expand(
+def get_selections():
+    """Every learning-rate choice of the main table's trained models: the whole-app teacher's
+    and each student-folder method's (routed teachers reuse the teacher's; blockwise trains
+    at its own settings)."""
+    selections = expand(
         "results/teachers/seed{seed}/{app}/{arch}/selection.json",
         seed=SEEDS,
         app=APPS,
         arch=ARCHS,
     )
+    students = [
+        model for model in EVALUATED_MODELS if method_of(model).folder == "students"
+    ]
+    selections += expand(
+        "results/students/seed{seed}/{app}/{arch}/{method}.selection.json",
+        seed=SEEDS,
+        app=APPS,
+        arch=ARCHS,
+        method=students,
+    )
+    return selections
 
 
 def get_sweep_methods(sweep):
@@ -283,7 +297,9 @@ def get_final_output():
         "results/tables/main_summary.csv",
         "results/tables/main_summary.md",
         "results/tables/ceiling.csv",
-        "results/tables/teacher_selection.csv",
+        "results/tables/learnability.csv",
+        "results/tables/learnability.md",
+        "results/tables/selection.csv",
         "results/tables/compression.csv",
         "results/tables/compression.md",
         "results/tables/significance.csv",
@@ -308,8 +324,9 @@ def get_kernel_sources():
 
 
 def get_lr_factors():
-    """The whole-app teacher's learning-rate grid, as factors of the arch's teacher rate."""
-    return config["train"].get("teacher_grid", {}).get("lr_factor", [1.0])
+    """The learning-rate grid every trained method chooses from on the first seed, as factors
+    of its phase's rate."""
+    return config["train"]["lr_grid"]["lr_factor"]
 
 
 def format_factor(factor):
@@ -334,6 +351,39 @@ def get_teacher_candidates(wildcards):
         f"lr{format_factor(factor)}.pt"
         for factor in get_lr_factors()
     ]
+
+
+def get_whole_app_teacher_to_warm_start(wildcards):
+    """The whole-app teacher a cluster teacher starts from (train.cluster_teachers.init)."""
+    if config["train"]["cluster_teachers"]["init"] != "warm_start":
+        return {}
+    return {
+        "whole_app": (
+            f"results/teachers/seed{wildcards.seed}/{wildcards.app}/{wildcards.arch}/all.pt"
+        )
+    }
+
+
+def get_student_lr_factors(wildcards):
+    """The grid of a method: the shared grid, or one factor for a method with nothing to
+    tune."""
+    return get_lr_factors() if method_of(wildcards.method).tuned else [1.0]
+
+
+def get_student_candidates(wildcards):
+    return [
+        f"results/students/seed{wildcards.seed}/{wildcards.app}/{wildcards.arch}/grid/"
+        f"{wildcards.method}/lr{format_factor(factor)}.pt"
+        for factor in get_student_lr_factors(wildcards)
+    ]
+
+
+def get_chosen_student_selection(wildcards):
+    """The first seed's choice of a method's learning rate, which later seeds train at."""
+    return (
+        f"results/students/seed{SELECTION_SEED}/{wildcards.app}/{wildcards.arch}/"
+        f"{wildcards.method}.selection.json"
+    )
 
 
 def get_teacher_size(wildcards):
@@ -518,10 +568,8 @@ def get_frontier_models():
         )
         for factor in frontier.get("budgets", [1.0, 4.0, 16.0])
     ]
-    models += [
-        name for name in ["teacher", *BLOCKWISE_METHODS] if name in EVALUATED_MODELS
-    ]
-    return models
+    # The ceiling and the methods that cannot reach the student's budget, at their own size
+    return models + ["teacher", *BLOCKWISE_METHODS]
 
 
 def get_frontier_metrics():

@@ -60,3 +60,30 @@ rule evaluate:
         seed=get_seed,
     script:
         "../scripts/evaluate.py"
+
+
+# The learnability check: per cell, the teacher against the bit-frequency baseline and its no-KD
+# student, and how often its top-k bits differ from the baseline's; a cell collapsed to the label
+# prior warns in the log (as table_main warns of a teacher that is not the ceiling).
+rule table_learnability:
+    input:
+        main="results/tables/main.csv",
+    output:
+        csv=report(
+            "results/tables/learnability.csv",
+            caption="../report/learnability_table.rst",
+            category="3. Tables",
+        ),
+        md="results/tables/learnability.md",
+    log:
+        "logs/paper/table_learnability.log",
+    benchmark:
+        "benchmarks/paper/table_learnability.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/table_learnability.py"

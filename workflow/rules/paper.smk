@@ -4,7 +4,7 @@
 rule table_main:
     input:
         metrics=get_main_metrics(),
-        selections=get_teacher_selections(),
+        selections=get_selections(),
     output:
         main_csv=report(
             "results/tables/main.csv",
@@ -25,11 +25,11 @@ rule table_main:
         ),
         ceiling_md="results/tables/ceiling.md",
         selection_csv=report(
-            "results/tables/teacher_selection.csv",
-            caption="../report/teacher_selection.rst",
+            "results/tables/selection.csv",
+            caption="../report/selection.rst",
             category="3. Tables",
         ),
-        selection_md="results/tables/teacher_selection.md",
+        selection_md="results/tables/selection.md",
     log:
         "logs/paper/table_main.log",
     benchmark:
@@ -208,7 +208,8 @@ rule results_doc:
         main_summary="results/tables/main_summary.csv",
         significance="results/tables/significance.csv",
         ceiling="results/tables/ceiling.csv",
-        teacher_selection="results/tables/teacher_selection.csv",
+        learnability="results/tables/learnability.csv",
+        selection="results/tables/selection.csv",
         compression="results/tables/compression.csv",
         prefetch="results/tables/prefetch.csv",
     output:

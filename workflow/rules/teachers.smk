@@ -1,11 +1,14 @@
-# Teachers: the whole-app teacher's learning rate is chosen on the first seed's validation from a
-# small grid (train.teacher_grid); later seeds train their whole-app teacher at that choice. Then
-# one large model per cluster trains with the chosen rate (independent jobs, run in parallel).
+# Teachers: the whole-app teacher's learning rate is chosen on the first seed's validation from
+# the grid every trained method shares (train.lr_grid); later seeds train their whole-app teacher
+# at that choice. Then one large model per cluster (independent jobs, run in parallel): by default
+# the whole-app teacher fine-tuned on its cluster, or trained from scratch
+# (train.cluster_teachers).
 
 
 rule train_teacher:
     input:
         unpack(get_dataset_splits),
+        unpack(get_whole_app_teacher_to_warm_start),
         clusters="results/clusters/seed{seed}/{app}/{features}-k{k}.parquet",
         selection="results/teachers/seed{seed}/{app}/{arch}/selection.json",
     output:
@@ -67,7 +70,7 @@ rule select_teacher:
     params:
         factors=get_lr_factors(),
     script:
-        "../scripts/select_teacher.py"
+        "../scripts/select_candidate.py"
 
 
 rule replicate_teacher:

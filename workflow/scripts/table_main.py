@@ -8,7 +8,7 @@ from packd.tables import (
     main_summary,
     main_table,
     read_metrics,
-    teacher_selection_table,
+    selection_table,
     to_markdown,
 )
 
@@ -16,7 +16,7 @@ with logged_job(snakemake.log[0], "table_main") as log:
     table = main_table(read_metrics(snakemake.input.metrics))
     summary = main_summary(table)
     ceiling = ceiling_table(table)
-    selection = teacher_selection_table(snakemake.input.selections)
+    selection = selection_table(snakemake.input.selections)
     outputs = snakemake.output
     for frame, csv, markdown in (
         (table, outputs.main_csv, outputs.main_md),

@@ -20,5 +20,6 @@ with logged_job(snakemake.log[0], "train_teacher") as log:
         cluster_id=int(snakemake.wildcards.c) if on_cluster else None,
         lr_factor=snakemake.params.lr_factor,
         selection_path=snakemake.input.get("selection"),
+        whole_app_teacher_path=snakemake.input.get("whole_app"),
         log=log,
     )

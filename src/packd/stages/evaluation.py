@@ -15,7 +15,12 @@ from packd.checkpoint import load_models
 from packd.clustering import load_cluster_ids
 from packd.dataset import load_split
 from packd.distill import teacher_soft_logits
-from packd.metrics import authors_protocol, latency_per_sample, protocol_metrics
+from packd.metrics import (
+    authors_protocol,
+    frequency_top_k,
+    latency_per_sample,
+    protocol_metrics,
+)
 from packd.models import count_parameters, model_bytes
 from packd.train import resolve_device
 
@@ -86,10 +91,23 @@ def evaluate_cell(
     """Score every model of one (seed, app, arch) cell on the same data, loaded once.
 
     A model with several checkpoints (the cluster teachers) scores each sample with the model of
-    its cluster (clusters_path); a single checkpoint scores every sample.
+    its cluster (clusters_path); a single checkpoint scores every sample. With a "train" split,
+    each model's test top-`degree` bits are also compared with the bit-frequency baseline's
+    (the `degree` bits most often set in the training labels): a model collapsed to the label
+    prior issues those same bits for every sample.
     """
     device = resolve_device(device_name)
     splits = {name: load_split(Path(split_paths[name])) for name in ("val", "test")}
+    frequency_bits = None
+    if "train" in split_paths:
+        frequency_bits = frequency_top_k(load_split(Path(split_paths["train"]))["labels"], degree)
+        log.info(
+            "%s/%s: the bit-frequency baseline's top-%d bits: %s",
+            app,
+            arch,
+            degree,
+            frequency_bits.tolist(),
+        )
     cluster_routes = load_cluster_ids(clusters_path) if clusters_path is not None else None
     single_routes = {
         name: np.zeros(len(arrays["labels"]), np.int64) for name, arrays in splits.items()
@@ -101,7 +119,9 @@ def evaluate_cell(
         if routes is None:
             raise ValueError(f"{model_name}: several checkpoints need the cluster assignments")
         probabilities = model_probabilities(models, splits, routes, batch_size, device)
-        metrics = score_model(models, headers, probabilities, splits, degree, latency_repeats, log)
+        metrics = score_model(
+            models, headers, probabilities, splits, degree, latency_repeats, log, frequency_bits
+        )
         metrics = {"app": app, "arch": arch, "method": model_name, "seed": seed, **metrics}
         log.info(
             "%s/%s/%s: test F1 %.4f at validation threshold %.3f (authors' protocol %.4f)",
@@ -112,6 +132,18 @@ def evaluate_cell(
             metrics["threshold"],
             metrics["test_selected_f1"],
         )
+        if "top_k_differs_from_frequency" in metrics:
+            log.info(
+                "%s/%s/%s: top-%d bits differ from the bit-frequency baseline's on %d of %d test "
+                "samples (%.1f%%)",
+                app,
+                arch,
+                model_name,
+                degree,
+                metrics["top_k_differs_from_frequency_count"],
+                metrics["test_samples"],
+                100 * metrics["top_k_differs_from_frequency"],
+            )
         write_json_atomic(out_paths[model_name], metrics)
         results[model_name] = metrics
     return results
@@ -125,11 +157,18 @@ def score_model(
     degree: int,
     latency_repeats: int,
     log: logging.Logger = LOG,
+    frequency_bits: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Both protocols' metrics, size and CPU latency of one model from its scores."""
+    """Both protocols' metrics, size and CPU latency of one model from its scores (and how often
+    its top-k differs from frequency_bits, the bit-frequency baseline's, when given)."""
     test_labels = splits["test"]["labels"]
     scores = protocol_metrics(
-        splits["val"]["labels"], probabilities["val"], test_labels, probabilities["test"], degree
+        splits["val"]["labels"],
+        probabilities["val"],
+        test_labels,
+        probabilities["test"],
+        degree,
+        frequency_bits,
     )
     selected = [key for key in scores if key.startswith("test_selected_")]
     history = headers[0].get("history", []) if len(headers) == 1 else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,37 @@ def load_splits(split_paths: Mapping[str, str | Path]) -> dict[str, dict[str, np
     return {name: load_split(Path(split_paths[name])) for name in SPLIT_NAMES}
 
 
+CLUSTER_TEACHER_INITS = ("warm_start", "scratch")
+
+
+def cluster_teacher_phase(
+    settings: PhaseSettings,
+    cluster_config: Mapping[str, Any],
+    n_cluster: int,
+    n_app: int,
+) -> tuple[PhaseSettings, bool]:
+    """A cluster teacher's phase and whether it starts from the whole-app teacher.
+
+    warm_start: the whole-app teacher fine-tuned on its cluster for `epochs` at `lr_factor`
+    times the teacher's rate, the warm start itself kept when no epoch beats it on the
+    cluster's validation samples. scratch (the authors' way): the teacher's epochs scaled by
+    n_app / n_cluster, so that it takes as many optimiser steps as the whole-app teacher.
+    """
+    init = cluster_config.get("init", "warm_start")
+    if init not in CLUSTER_TEACHER_INITS:
+        raise ValueError(f"unknown cluster-teacher init {init!r}; valid: {CLUSTER_TEACHER_INITS}")
+    if init == "warm_start":
+        fine_tune = dataclasses.replace(
+            settings,
+            epochs=int(cluster_config.get("epochs", 4)),
+            lr=settings.lr * float(cluster_config.get("lr_factor", 0.5)),
+            min_epochs=1,
+        )
+        return fine_tune, True
+    epochs = math.ceil(settings.epochs * n_app / max(n_cluster, 1))
+    return dataclasses.replace(settings, epochs=epochs), False
+
+
 def train_teacher(
     split_paths: Mapping[str, str | Path],
     arch: str,
@@ -40,18 +72,22 @@ def train_teacher(
     cluster_id: int | None = None,
     lr_factor: float | None = None,
     selection_path: str | Path | None = None,
+    whole_app_teacher_path: str | Path | None = None,
     log: logging.Logger = LOG,
 ) -> dict[str, Any]:
     """Train one teacher on one cluster's samples (or the whole app), save its checkpoint and
     return the checkpoint's header.
 
     The learning rate is the arch's teacher rate times lr_factor, or times the factor chosen for
-    the whole-app teacher (selection_path, written by select_teacher or replicate_teacher)."""
+    the whole-app teacher (selection_path, written by select_teacher or replicate_teacher). A
+    cluster teacher follows train.cluster_teachers (cluster_teacher_phase): warm-started from
+    whole_app_teacher_path, or from scratch."""
     if lr_factor is None:
         lr_factor = 1.0
         if selection_path is not None:
             lr_factor = json.loads(Path(selection_path).read_text())["lr_factor"]
     splits = load_splits(split_paths)
+    n_app = len(splits["train"]["labels"])
     fields: dict[str, Any] = {"lr_factor": lr_factor}
     if clusters_path is not None:
         fields["cluster"] = cluster_id
@@ -71,22 +107,38 @@ def train_teacher(
         return header
     seed_everything(seed)
     model = build_model(arch, size)
+    settings = PhaseSettings.from_config(train_config, "teacher", arch)
+    settings = dataclasses.replace(settings, lr=settings.lr * lr_factor)
+    warm_start = False
+    if clusters_path is not None:
+        settings, warm_start = cluster_teacher_phase(
+            settings, train_config.get("cluster_teachers", {}), n_train, n_app
+        )
+        fields["init"] = "warm_start" if warm_start else "scratch"
+        if warm_start:
+            if whole_app_teacher_path is None:
+                raise ValueError("a warm-started cluster teacher needs the whole-app teacher")
+            _, state = load_checkpoint(Path(whole_app_teacher_path))
+            model.load_state_dict(state)
     log.info(
-        "%s teacher %s: %d parameters, %d training samples",
+        "%s teacher %s: %d parameters, %d training samples, %s, %d epochs at lr %g",
         arch,
         dict(size),
         count_parameters(model),
         n_train,
+        "warm start from the whole-app teacher" if warm_start else "from scratch",
+        settings.epochs,
+        settings.lr,
     )
-    settings = PhaseSettings.from_config(train_config, "teacher", arch)
     result = train_phase(
         model,
         (splits["train"]["inputs"], splits["train"]["labels"]),
         splits,
-        dataclasses.replace(settings, lr=settings.lr * lr_factor),
+        settings,
         loss="bce",
         seed=seed,
         log=log.info,
+        initial_candidate=warm_start,
     )
     header = checkpoint_header(
         model,
@@ -105,7 +157,7 @@ def train_teacher(
 
 
 def _selection_candidate(header: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
-    """A whole-app teacher run as the selection records it: its factor and best validation F1."""
+    """A training run as the selection records it: its factor and best validation F1."""
     best = max((record["val_f1"] for record in header["history"]), default=0.0)
     return {"lr_factor": float(header["lr_factor"]), "val_f1": best, "path": str(path)}
 
@@ -123,15 +175,16 @@ def _write_selection(
     return selection
 
 
-def select_teacher(
+def select_candidate(
     candidate_paths: Sequence[str | Path],
     factors: Sequence[float],
     checkpoint_path: str | Path,
     selection_path: str | Path,
     log: logging.Logger = LOG,
 ) -> dict[str, Any]:
-    """Copy the candidate with the best validation F1 to the whole-app teacher and record the
-    choice (every candidate's validation F1 and the chosen learning-rate factor)."""
+    """Copy the learning-rate candidate with the best validation F1 (of a whole-app teacher or
+    of any trained method) to the model's checkpoint and record the choice (every candidate's
+    validation F1 and the chosen learning-rate factor). Ties go to the first factor."""
     candidates = []
     for path, factor in zip(candidate_paths, factors, strict=True):
         header, state = load_checkpoint(Path(path))
@@ -170,6 +223,16 @@ def replicate_teacher(
     candidate = _selection_candidate(header, checkpoint_path)
     log.info("lr x%g, as chosen on seed %d", candidate["lr_factor"], chosen_on_seed)
     return _write_selection(selection_path, candidate, [candidate], chosen_on_seed=chosen_on_seed)
+
+
+def chosen_lr_factor(lr_factor: float | None, chosen_selection_path: str | Path | None) -> float:
+    """The learning-rate factor a run trains at: its own grid point, else the first seed's
+    choice, else 1 (a method with nothing to tune)."""
+    if lr_factor is not None:
+        return float(lr_factor)
+    if chosen_selection_path is not None:
+        return float(json.loads(Path(chosen_selection_path).read_text())["lr_factor"])
+    return 1.0
 
 
 def soft_target_routes(
@@ -266,10 +329,18 @@ def train_student(
     method: str,
     teacher_paths: Sequence[str | Path] = (),
     clusters_path: str | Path | None = None,
+    lr_factor: float | None = None,
+    chosen_selection_path: str | Path | None = None,
+    selection_path: str | Path | None = None,
+    chosen_on_seed: int | None = None,
     log: logging.Logger = LOG,
-) -> None:
-    """Train one student method (settings from packd.methods.method_settings): on labels only,
-    or distilled from the teachers its soft targets come from."""
+) -> dict[str, Any]:
+    """Train one model of a method (settings from packd.methods.method_settings): on labels
+    only, or distilled from the teachers its soft targets come from, in its training phase
+    (settings["phase"]), at lr_factor times the phase's rate (a grid point on the first seed)
+    or at the factor chosen on the first seed (chosen_selection_path, recorded at
+    selection_path with chosen_on_seed). Returns the checkpoint's header."""
+    factor = chosen_lr_factor(lr_factor, chosen_selection_path)
     splits = load_splits(split_paths)
     train_inputs, train_labels = splits["train"]["inputs"], splits["train"]["labels"]
     train_data, loss = student_training_data(
@@ -285,15 +356,20 @@ def train_student(
     model, network_fields = build_network(
         settings["network"], arch, sizes, seed, settings.get("budget_factor", 1.0)
     )
+    phase_name = settings.get("phase", "student")
+    phase = PhaseSettings.from_config(train_config, phase_name, arch)
+    phase = dataclasses.replace(phase, lr=phase.lr * factor)
     log.info(
-        "%s cell, %s network %s (%s): %d parameters",
+        "%s cell, %s network %s (%s): %d parameters, %s phase at lr %g (x%g)",
         arch,
         settings["network"],
         network_fields["size"],
         method,
         count_parameters(model),
+        phase_name,
+        phase.lr,
+        factor,
     )
-    phase = PhaseSettings.from_config(train_config, "student", arch)
     if settings["network"] == "frequency":
         # Nothing to learn: the scores are the training frequencies (set as the output bias).
         phase = dataclasses.replace(phase, epochs=0, prior_bias=True)
@@ -308,9 +384,15 @@ def train_student(
         cell_arch=arch,
         method=method,
         settings=dict(settings),
+        lr_factor=factor,
         train_samples=len(train_labels),
         history=result.history,
         best_epoch=result.best_epoch,
         device=str(result.device),
     )
     save_checkpoint(Path(checkpoint_path), result.best_state, header)
+    if selection_path is not None:
+        candidate = _selection_candidate(header, checkpoint_path)
+        fields = {} if chosen_on_seed is None else {"chosen_on_seed": int(chosen_on_seed)}
+        _write_selection(selection_path, candidate, [candidate], **fields)
+    return header
