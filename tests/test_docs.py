@@ -154,9 +154,19 @@ def _tables() -> dict[str, pd.DataFrame]:
             }
         ]  # fmt: skip
     )
+    selection = pd.DataFrame(
+        [
+            {"seed": 1, "app": "bc", "arch": "lstm", "method": "no_kd", "lr_factor": 1.0,
+             "val_f1": 0.41, "chosen": False, "chosen_on_seed": 1},
+            {"seed": 1, "app": "bc", "arch": "lstm", "method": "no_kd", "lr_factor": 2.0,
+             "val_f1": 0.43, "chosen": True, "chosen_on_seed": 1},
+            {"seed": 2, "app": "bc", "arch": "lstm", "method": "no_kd", "lr_factor": 2.0,
+             "val_f1": 0.42, "chosen": True, "chosen_on_seed": 1},
+        ]
+    )  # fmt: skip
     empty = pd.DataFrame()
     return {"main": main, "main_summary": summary, "significance": significance,
-            "ceiling": ceiling, "selection": empty, "compression": empty,
+            "ceiling": ceiling, "selection": selection, "compression": empty,
             "prefetch": empty}  # fmt: skip
 
 
@@ -173,6 +183,8 @@ def test_results_document_reads_its_numbers_from_the_tables() -> None:
     assert "| 2.0e-05 | [0.0198, 0.0202] | 6.0e-04 | 1.2e-03 | yes |" in document
     assert "Teacher / student parameters: lstm 100x" in document
     assert "in 0 of 1 (seed, app, arch) cells" in document
+    # every method's learning-rate choice on the first seed, with each candidate's figure
+    assert "| bc | lstm | no KD | x1: 0.4100, x2: 0.4300 | x2 |" in document
     assert "**Not the ceiling**: seed 1, bc/lstm: not above mlp" in document
     # gap 0.10 in both seeds; PaCKD closes 0.02/0.10 and 0.04/0.10: 30% on average
     assert "gap (mean over cells): 0.1000" in document and "closes 30% of it" in document

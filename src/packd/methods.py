@@ -188,14 +188,21 @@ SWEEP_METHOD_REGEX = r"packd-[adi]-k\d+-alpha[0-9.]+-T[0-9.]+"
 
 
 # A method trained at another memory budget: `<base>-x<factor>` has factor times the student's
-# parameter count (the `frontier` target).
+# parameter count (the `frontier` target); `<base>-xblockwise` has the blockwise student's count,
+# so that a no-KD student of the blockwise students' own size stands beside them.
 FRONTIER_BASES = ("no_kd", "packd", "roast", "roast_packd", "hashednet")
-FRONTIER_METHOD = re.compile(rf"^(?P<base>{'|'.join(FRONTIER_BASES)})-x(?P<factor>[0-9.]+)$")
-FRONTIER_METHOD_REGEX = rf"(?:{'|'.join(FRONTIER_BASES)})-x[0-9.]+"
+BLOCKWISE_SIZE = "blockwise"
+FRONTIER_METHOD = re.compile(
+    rf"^(?P<base>{'|'.join(FRONTIER_BASES)})-x(?P<factor>[0-9.]+|{BLOCKWISE_SIZE})$"
+)
+FRONTIER_METHOD_REGEX = rf"(?:{'|'.join(FRONTIER_BASES)})-x(?:[0-9.]+|{BLOCKWISE_SIZE})"
 
 
-def frontier_method_name(base: str, factor: float) -> str:
-    """The method at factor times the student's parameter count (the base itself at 1)."""
+def frontier_method_name(base: str, factor: float | str) -> str:
+    """The method at factor times the student's parameter count (the base itself at 1), or at
+    the blockwise student's count (factor BLOCKWISE_SIZE)."""
+    if factor == BLOCKWISE_SIZE:
+        return f"{base}-x{BLOCKWISE_SIZE}"
     return base if float(factor) == 1.0 else f"{base}-x{float(factor):g}"
 
 
@@ -274,8 +281,13 @@ def method_settings(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
         "network": method.network,
         "phase": method.phase,
         "soft_targets": method.soft_targets,
-        "budget_factor": float(frontier["factor"]) if frontier else 1.0,
+        "budget_factor": 1.0,
     }
+    if frontier and frontier["factor"] == BLOCKWISE_SIZE:
+        # sized in training, where the blockwise student can be built
+        settings.update(budget_of=BLOCKWISE_SIZE, blockwise=dict(config.get("blockwise") or {}))
+    elif frontier:
+        settings["budget_factor"] = float(frontier["factor"])
     match = SWEEP_METHOD.match(name)
     if match is not None:
         settings.update(

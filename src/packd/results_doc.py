@@ -225,6 +225,9 @@ def render_results(
     learnability = tables.get("learnability")
     if learnability is not None:
         lines += _learnability_lines(learnability, methods)
+    selection = tables.get("selection")
+    if selection is not None and len(selection):
+        lines += _selection_lines(selection)
     gap = _gap_line(validation)
     if gap:
         lines += ["", gap]
@@ -257,6 +260,27 @@ def render_results(
         "",
     ]
     return "\n".join(lines)
+
+
+def _selection_lines(selection: pd.DataFrame) -> list[str]:
+    """Every method's learning-rate choice on the first seed: the factor kept per (app, arch),
+    each candidate's validation F1 beside it."""
+    first = selection[selection["seed"] == selection["chosen_on_seed"]]
+    lines = [
+        "",
+        "## Learning rates chosen on validation (first seed; later seeds train at the choice)",
+        "",
+        "| app | arch | method | factors tried: best validation F1 | chosen |",
+        "|---|---|---|---|---|",
+    ]
+    for (app, arch, method), rows in first.groupby(["app", "arch", "method"], sort=False):
+        tried = ", ".join(
+            f"x{row['lr_factor']:g}: {_fmt(row['val_f1'])}" for _, row in rows.iterrows()
+        )
+        chosen = rows[rows["chosen"].astype(bool)]["lr_factor"]
+        label = f"x{chosen.iloc[0]:g}" if len(chosen) else "n/a"
+        lines.append(f"| {app} | {arch} | {method_label(method)} | {tried} | {label} |")
+    return lines
 
 
 def _learnability_lines(learnability: pd.DataFrame, methods: Sequence[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -10,7 +11,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from packd.methods import FRONTIER_BASES, FRONTIER_METHOD, METHODS, SWEEP_METHOD, method_rank
+from packd.methods import (
+    BLOCKWISE_SIZE,
+    FRONTIER_BASES,
+    FRONTIER_METHOD,
+    METHODS,
+    SWEEP_METHOD,
+    method_rank,
+)
 
 MAIN_COLUMNS = [
     "app",
@@ -665,6 +673,13 @@ def prefetch_table(reports: Sequence[dict], metrics: Sequence[dict]) -> pd.DataF
     return pd.concat(cells, ignore_index=True)[PREFETCH_COLUMNS]
 
 
+def _frontier_factor(frontier: re.Match | None) -> float:
+    """A frontier method's budget factor; NaN at the blockwise student's size (set later)."""
+    if frontier is None:
+        return 1.0
+    return np.nan if frontier["factor"] == BLOCKWISE_SIZE else float(frontier["factor"])
+
+
 def frontier_table(metrics: Sequence[dict]) -> pd.DataFrame:
     """Per arch, method and budget factor: real parameters (mean over apps) and test F1 (mean
     over apps in each seed, then mean and sd over seeds). above_budget: the real count exceeds
@@ -677,7 +692,7 @@ def frontier_table(metrics: Sequence[dict]) -> pd.DataFrame:
             {
                 "arch": entry["arch"],
                 "method": base,
-                "budget_factor": float(frontier["factor"]) if frontier else 1.0,
+                "budget_factor": _frontier_factor(frontier),
                 "seed": entry.get("seed", 0),
                 "app": entry["app"],
                 "params": entry["params"],
@@ -689,12 +704,14 @@ def frontier_table(metrics: Sequence[dict]) -> pd.DataFrame:
     # model that must keep more dense parameters than that sits above it, at its smallest budget.
     students = frame[(frame["method"] == "no_kd") & (frame["budget_factor"] == 1.0)]
     student_params = students.groupby(["arch", "app"])["params"].first()
-    asked = [
-        factor * student_params.get((arch, app), np.nan)
-        for arch, app, factor in zip(
-            frame["arch"], frame["app"], frame["budget_factor"], strict=True
-        )
-    ]
+    student_of_row = np.array(
+        [student_params.get(key, np.nan) for key in zip(frame["arch"], frame["app"], strict=True)]
+    )
+    # At the blockwise student's size (factor NaN): its factor is its real count over the
+    # student's, and it asks for exactly its own count
+    matched = frame["budget_factor"].isna().to_numpy()
+    frame.loc[matched, "budget_factor"] = (frame["params"].to_numpy() / student_of_row)[matched]
+    asked = np.where(matched, frame["params"], frame["budget_factor"] * student_of_row)
     budgeted = frame["method"].isin(FRONTIER_BASES)  # the teacher and blockwise: their own size
     # 25% of slack: a student sized to a budget takes the closest width, a little above or below
     frame["above_budget"] = budgeted & (frame["params"] > 1.25 * np.array(asked))

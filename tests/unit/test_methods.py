@@ -70,3 +70,33 @@ def test_order_labels_and_colours_are_distinct() -> None:
     assert method_rank("packd-a-k2-alpha0.5-T1") == len(METHODS)
     assert len({method.color for method in METHODS.values()}) == len(METHODS)
     assert len({method.label for method in METHODS.values()}) == len(METHODS)
+
+
+def test_a_no_kd_student_at_the_blockwise_students_size() -> None:
+    from packd.methods import FRONTIER_METHOD, frontier_method_name, method_settings
+
+    name = frontier_method_name("no_kd", "blockwise")
+    assert name == "no_kd-xblockwise" and FRONTIER_METHOD.match(name)["base"] == "no_kd"
+    settings = method_settings(name, {"blockwise": {"width": 0.25}, "kd": {}})
+    assert settings["budget_of"] == "blockwise" and settings["blockwise"] == {"width": 0.25}
+    assert settings["method"] == "no_kd" and settings["soft_targets"] is None
+
+
+def test_the_blockwise_budget_factor_is_the_blockwise_students_count_over_the_students() -> None:
+    from packd.blockwise import blockwise_parameter_counts
+    from packd.models import build_model, count_parameters
+    from packd.stages.training import budget_factor_of, build_network
+
+    sizes = {
+        "teacher": {"block": "bottleneck", "layers": [1, 1], "width": 8},
+        "student": {"block": "basic", "layers": [1], "width": 4},
+    }
+    settings = {"budget_of": "blockwise", "blockwise": {"width": 0.5}}
+    factor = budget_factor_of(settings, "resnet", sizes)
+    counts = blockwise_parameter_counts(
+        "resnet", sizes["teacher"], {"width": 0.5, "layers_per_block": 1}
+    )
+    student = count_parameters(build_model("resnet", sizes["student"]))
+    assert factor == pytest.approx(counts["student"] / student)
+    model, _ = build_network("student", "resnet", sizes, 1, factor)
+    assert abs(count_parameters(model) - counts["student"]) <= 0.25 * counts["student"]

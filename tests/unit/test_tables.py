@@ -246,18 +246,21 @@ def test_frontier_table_averages_apps_then_seeds() -> None:
             ("no_kd", 1000),
             ("hashednet-x0.5", 1000),
             ("no_kd-x4", 4100),
+            ("blockwise", 45_000),
+            ("no_kd-xblockwise", 45_500),
         )  # fmt: skip
         for seed in (1, 2)
         for app, f1 in (("bc", 0.2 + 0.1 * seed), ("pr", 0.6))
     ]
     table = frontier_table(metrics).set_index(["method", "budget_factor"])
     assert list(table.index) == [
-        ("teacher", 1.0), ("no_kd", 1.0), ("no_kd", 4.0), ("roast", 0.5), ("roast", 1.0),
-        ("hashednet", 0.5),
+        ("teacher", 1.0), ("no_kd", 1.0), ("no_kd", 4.0), ("no_kd", 45.5), ("roast", 0.5),
+        ("roast", 1.0), ("hashednet", 0.5), ("blockwise", 1.0),
     ]  # fmt: skip
     # asked 0.5 x 1000: HashedNet's 1000 is above it (its smallest budget), ROAST's 500 is not;
-    # no KD's closest width at 4x (4100 for 4000) is within the slack
-    assert table["above_budget"].tolist() == [False, False, False, False, False, True]
+    # no KD's closest width at 4x (4100 for 4000) is within the slack; the no-KD student at the
+    # blockwise student's size is at its own count (factor: that count over the student's)
+    assert table["above_budget"].tolist() == [False] * 6 + [True, False]
     row = table.loc[("roast", 0.5)]
     # per seed: (0.3 + 0.6) / 2 = 0.45 and (0.4 + 0.6) / 2 = 0.5
     assert row["f1"] == pytest.approx(0.475) and row["seeds"] == 2

@@ -11,6 +11,7 @@ from packd.stages.blockwise import (
 )
 from packd.tracing import command_program_path
 from packd.methods import (
+    BLOCKWISE_SIZE,
     FRONTIER_METHOD_REGEX,
     METHODS,
     frontier_method_name,
@@ -179,6 +180,12 @@ def get_evaluate_cell_inputs(wildcards):
         )
     inputs["clusters"] = get_default_clusters(wildcards)
     return inputs
+
+
+def get_single_model_regex():
+    """Models the evaluate rule scores one job each: every model outside the main table."""
+    outside = [model for model in METHODS if model not in EVALUATED_MODELS]
+    return "|".join([*outside, SWEEP_METHOD_REGEX, FRONTIER_METHOD_REGEX])
 
 
 def get_main_metrics():
@@ -568,8 +575,13 @@ def get_frontier_models():
         )
         for factor in frontier.get("budgets", [1.0, 4.0, 16.0])
     ]
-    # The ceiling and the methods that cannot reach the student's budget, at their own size
-    return models + ["teacher", *BLOCKWISE_METHODS]
+    # The ceiling and the methods that cannot reach the student's budget, at their own size,
+    # beside a no-KD student of that size
+    return models + [
+        "teacher",
+        *BLOCKWISE_METHODS,
+        frontier_method_name("no_kd", BLOCKWISE_SIZE),
+    ]
 
 
 def get_frontier_metrics():

@@ -33,7 +33,8 @@ rule evaluate_cell:
         "../scripts/evaluate_cell.py"
 
 
-# The sweeps' PaCKD variants and the frontier's other budgets, one job each.
+# The sweeps' PaCKD variants, the frontier's other budgets and the registry's models outside the
+# main table (the frontier's hashed and blockwise models), one job each.
 rule evaluate:
     input:
         unpack(get_evaluate_inputs),
@@ -44,7 +45,7 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/seed{seed}/{app}/{arch}/{model}.tsv"
     wildcard_constraints:
-        model=f"{SWEEP_METHOD_REGEX}|{FRONTIER_METHOD_REGEX}",
+        model=get_single_model_regex(),
     conda:
         "../../envs/train.yaml"
     threads: 1

@@ -247,6 +247,21 @@ def soft_target_routes(
     return np.zeros(n_samples, dtype=np.int64)
 
 
+def budget_factor_of(
+    settings: Mapping[str, Any], arch: str, sizes: Mapping[str, Mapping[str, Any]]
+) -> float:
+    """The method's parameter budget as a factor of the student's count: its own factor, or
+    the blockwise student's count over the student's (settings["budget_of"] == "blockwise")."""
+    if settings.get("budget_of") != "blockwise":
+        return float(settings.get("budget_factor", 1.0))
+    from packd.blockwise import blockwise_parameter_counts
+    from packd.stages.blockwise import blockwise_settings, replacement_size_of
+
+    replacement = replacement_size_of(blockwise_settings(settings.get("blockwise")), arch)
+    counts = blockwise_parameter_counts(arch, sizes["teacher"], replacement)
+    return counts["student"] / count_parameters(build_model(arch, sizes["student"]))
+
+
 def build_network(
     network: str,
     arch: str,
@@ -354,7 +369,7 @@ def train_student(
     )
     seed_everything(seed)
     model, network_fields = build_network(
-        settings["network"], arch, sizes, seed, settings.get("budget_factor", 1.0)
+        settings["network"], arch, sizes, seed, budget_factor_of(settings, arch, sizes)
     )
     phase_name = settings.get("phase", "student")
     phase = PhaseSettings.from_config(train_config, phase_name, arch)
