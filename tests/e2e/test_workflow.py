@@ -75,7 +75,7 @@ def test_significance_takes_the_two_seeds_as_units(tiny_run: Path) -> None:
     assert noise.loc["packd - no_kd", "mean_diff_seed7"] == pytest.approx(row["seed7"])
 
 
-def test_ceiling_and_teacher_selection_tables(tiny_run: Path) -> None:
+def test_ceiling_and_selection_tables(tiny_run: Path) -> None:
     ceiling = pd.read_csv(tiny_run / "results/tables/ceiling.csv")
     assert len(ceiling) == 2 * 2 * len(TINY["archs"])
     assert {"frequency_val_f1", "mlp_val_f1", "no_kd_val_f1"} <= set(ceiling.columns)
@@ -85,17 +85,34 @@ def test_ceiling_and_teacher_selection_tables(tiny_run: Path) -> None:
     assert (verdict == ceiling["teacher_is_ceiling"]).all()
     log = (tiny_run / "logs/paper/table_main.log").read_text()
     assert log.count("TEACHER IS NOT THE CEILING") == int((~verdict).sum())
-    selection = pd.read_csv(tiny_run / "results/tables/teacher_selection.csv")
-    assert set(selection["lr_factor"]) == {1.0, 2.0}
-    assert (selection.groupby(["seed", "app", "arch"])["chosen"].sum() == 1).all()
-    best = selection.loc[selection.groupby(["seed", "app", "arch"])["val_f1"].idxmax()]
+    selection = pd.read_csv(tiny_run / "results/tables/selection.csv")
+    cell = ["seed", "app", "arch", "method"]
+    # every trained method of the main table chose from the same grid; frequency has nothing
+    tuned = MAIN_METHODS - {"frequency", "packd_teachers"} - set(
+        name for name in MAIN_METHODS if name.startswith("blockwise")
+    )
+    assert set(selection["method"]) == tuned | {"frequency"}
+    first, second = TINY["seeds"]
+    on_first = selection[selection["seed"] == first]
+    for method, rows in on_first.groupby("method"):
+        factors = {1.0} if method == "frequency" else {1.0, 2.0}
+        assert set(rows["lr_factor"]) == factors, method
+    assert (selection.groupby(cell)["chosen"].sum() == 1).all()
+    best = on_first.loc[on_first.groupby(cell)["val_f1"].idxmax()]
     assert best["chosen"].all()
     # The grid runs on the first seed; the second trains once, at the first seed's choice
-    first, second = TINY["seeds"]
     assert (selection["chosen_on_seed"] == first).all()
-    later = selection[selection["seed"] == second].set_index(["app", "arch"])["lr_factor"]
-    chosen = selection[(selection["seed"] == first) & selection["chosen"]]
-    assert later.to_dict() == chosen.set_index(["app", "arch"])["lr_factor"].to_dict()
+    later = selection[selection["seed"] == second].set_index(cell[1:])["lr_factor"]
+    chosen = on_first[on_first["chosen"]].set_index(cell[1:])["lr_factor"]
+    assert later.to_dict() == chosen.to_dict()
+    # the MLP trained in the teacher's phase: at most the teacher's epochs
+    mlp = json.loads((tiny_run / "results/metrics/seed7/pr/lstm/mlp.json").read_text())
+    assert len(mlp["histories"][0]) <= TINY["train"]["teacher"]["epochs"]
+    # cluster teachers start from the whole-app teacher: epoch 0 is the warm start
+    packd_teachers = json.loads(
+        (tiny_run / "results/metrics/seed7/pr/lstm/packd_teachers.json").read_text()
+    )
+    assert all(history[0]["epoch"] == 0 for history in packd_teachers["histories"] if history)
 
 
 def test_learnability_table_flags_collapsed_cells_in_the_log(tiny_run: Path) -> None:
