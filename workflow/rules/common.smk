@@ -183,7 +183,7 @@ def get_evaluate_cell_inputs(wildcards):
 
 
 def get_single_model_regex():
-    """Models the evaluate rule scores one job each: every model outside the main table."""
+    """Models that `evaluate` scores one job each (every model outside the main table)."""
     outside = [model for model in METHODS if model not in EVALUATED_MODELS]
     return "|".join([*outside, SWEEP_METHOD_REGEX, FRONTIER_METHOD_REGEX])
 
