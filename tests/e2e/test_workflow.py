@@ -88,8 +88,10 @@ def test_ceiling_and_selection_tables(tiny_run: Path) -> None:
     selection = pd.read_csv(tiny_run / "results/tables/selection.csv")
     cell = ["seed", "app", "arch", "method"]
     # every trained method of the main table chose from the same grid; frequency has nothing
-    tuned = MAIN_METHODS - {"frequency", "packd_teachers"} - set(
-        name for name in MAIN_METHODS if name.startswith("blockwise")
+    tuned = (
+        MAIN_METHODS
+        - {"frequency", "packd_teachers"}
+        - set(name for name in MAIN_METHODS if name.startswith("blockwise"))
     )
     assert set(selection["method"]) == tuned | {"frequency"}
     first, second = TINY["seeds"]
