@@ -23,10 +23,12 @@ import pandas as pd
 import yaml
 
 from packd.benchpage import write_page
+from packd.config import with_schema_defaults
+from packd.plan import block_count
 from packd.results_doc import run_wall_seconds
-from packd.stages.blockwise import block_count, blockwise_settings
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 WORKFLOW_PARTS = ("Snakefile", "config.yaml", "config", "envs", "workflow", "profiles", "tests")
 INCLUDE = 'include: "workflow/rules/blockwise.smk"'
 BENCH_CONFIG = "bench_blockwise.yaml"
@@ -66,12 +68,13 @@ def write_bench_config(workdir: Path, configfile: str, block_epochs: int | None)
 
 
 def snakemake(workdir: Path, targets: list[str], cores: int) -> float:
-    """Seconds for Snakemake to make targets (mtime triggers only: code edits force nothing)."""
+    """Seconds for Snakemake to make targets (mtime triggers only: code edits force nothing;
+    --notemp: the activations, temp() in the workflow, stay for the next timed run)."""
     started = time.perf_counter()
     subprocess.run(
         [
             sys.executable, "-m", "snakemake", *targets, "--cores", str(cores),
-            "--configfile", BENCH_CONFIG, "--rerun-triggers", "mtime", "--quiet",
+            "--configfile", BENCH_CONFIG, "--rerun-triggers", "mtime", "--notemp", "--quiet",
         ],
         cwd=workdir,
         check=True,
@@ -108,7 +111,7 @@ def main() -> None:
         if arguments.workdir is None:
             copy_workflow(workdir)
         config = write_bench_config(workdir, arguments.configfile, arguments.block_epochs)
-        settings = blockwise_settings(config.get("blockwise"))
+        settings = with_schema_defaults("blockwise", config.get("blockwise", {}), SCHEMA)
         app, arch = arguments.app, arguments.arch
         blocks = block_count(
             arch, config["models"][arch]["teacher"], settings["layers_per_block"][arch]

@@ -31,7 +31,8 @@ from tabulate import tabulate
 from packd import roast_native
 from packd.benchpage import write_page
 from packd.distill import bce_loss
-from packd.hashing import MIN_ARRAY_SLOTS, HashedNetWeight, compress_model, smallest_budget
+from packd.hashednet import HashedNetWeight
+from packd.hashing import MIN_ARRAY_SLOTS, compress_model, smallest_budget
 from packd.models import build_model, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,14 +28,14 @@ from packd.benchpage import printed_copy, write_page
 from packd.tracing import (
     KERNELS,
     RECORD_DTYPE,
-    _fast_tmp_dir,
-    _LackeyParser,
     compile_kernel,
     kernel_arguments,
     trace_command_lackey,
     trace_kernel,
     valgrind_version,
 )
+from packd.tracing.lackey_parser import _LackeyParser
+from packd.tracing.sancov import _fast_tmp_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.kernel_runs
 from tests.kernel_runs import kernel_info  # noqa: E402

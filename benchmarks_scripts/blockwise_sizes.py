@@ -22,10 +22,12 @@ from tabulate import tabulate
 
 from packd.benchpage import write_page
 from packd.blockwise import block_activations, blockwise_parameter_counts, teacher_blocks
+from packd.config import with_schema_defaults
 from packd.models import CHUNKS, HISTORY, build_model
-from packd.stages.blockwise import blockwise_settings, replacement_size_of
+from packd.plan import replacement_size_of
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 PAGE_NOTE = (
     "Parameter counts come from `blockwise_parameter_counts` (teacher, assembled student, and "
     "`shared`: the teacher's pre and post, which every student keeps as they are and which "
@@ -79,7 +81,7 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown page")
     args = parser.parse_args()
     config = yaml.safe_load(args.configfile.read_text())
-    settings = blockwise_settings(config.get("blockwise"))
+    settings = with_schema_defaults("blockwise", config.get("blockwise", {}), SCHEMA)
     # Every arch with sizes in the config (the frontier runs them with --config archs=[...])
     archs = list(config["models"])
     teachers = {arch: config["models"][arch]["teacher"] for arch in archs}

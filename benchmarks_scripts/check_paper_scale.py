@@ -11,15 +11,19 @@ training frequencies). A CPU check; on a GPU pass --device cuda and more samples
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
+from packd.config import validate_config
 from packd.dataset import load_split, subsample_split
 from packd.models import build_model, count_parameters
 from packd.train import PhaseSettings, frequency_f1, seed_everything, train_phase
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
 
 def main() -> None:
@@ -33,6 +37,7 @@ def main() -> None:
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     config = yaml.safe_load(arguments.config.read_text())
+    validate_config(config, SCHEMA)  # the schema's defaults filled in, as the rules see it
     splits = {
         name: load_split(arguments.dataset / f"{name}.npz") for name in ("train", "val", "test")
     }
@@ -46,13 +51,11 @@ def main() -> None:
     for arch in config["archs"]:
         for role in ("teacher", "student"):
             settings = PhaseSettings.from_config(config["train"], role, arch)
-            settings = PhaseSettings(
-                **{
-                    **settings.__dict__,
-                    "epochs": arguments.epochs,
-                    "min_epochs": arguments.epochs,
-                    "device": arguments.device,
-                }  # fmt: skip
+            settings = dataclasses.replace(
+                settings,
+                epochs=arguments.epochs,
+                min_epochs=arguments.epochs,
+                device=arguments.device,
             )
             seed_everything(0)
             model = build_model(arch, config["models"][arch][role])
@@ -62,7 +65,7 @@ def main() -> None:
                 (splits["train"]["inputs"], splits["train"]["labels"]),
                 splits,
                 settings,
-                loss="bce",
+                kd=None,
                 seed=0,
             )
             seconds = (time.perf_counter() - started) / max(1, len(result.history))

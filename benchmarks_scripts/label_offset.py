@@ -24,13 +24,21 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
 from packd.benchpage import write_page
-from packd.prefetch import DEFAULT_DISTANCE, DEFAULT_FILTER_WINDOW
+from packd.config import with_schema_defaults
+from packd.plan import DEFAULT_DISTANCE
+
+if TYPE_CHECKING:
+    from packd.stages.prefetch import PrefetchSettings
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+# The config's sections this benchmark reads
+SECTIONS = ("dataset", "cache", "train", "evaluate")
 
 TITLE = "Label offset: timely labels"
 # The replay fills a prefetch issued by access i just before access i + DEFAULT_DISTANCE: a line
@@ -44,33 +52,43 @@ COLUMNS = ("f1", "coverage", "accuracy", "issued", "filled", "redundant", "late"
 LOG = logging.getLogger("packd")
 
 
+def with_defaults(config: dict) -> dict:
+    """The config with the sections this benchmark reads checked and their schema defaults
+    filled in, as the rules see them."""
+    filled = {section: with_schema_defaults(section, config.get(section, {}), SCHEMA)
+              for section in SECTIONS}  # fmt: skip
+    return {**config, **filled}
+
+
 def bench_config(config: dict, train_samples: int | None, epochs: int | None) -> dict:
     """The config with the training split capped at train_samples and both training phases cut
     to epochs (min_epochs no more than epochs); None keeps the config's."""
     config = copy.deepcopy(config)
     if train_samples:
-        max_samples = dict(config["dataset"].get("max_samples") or {})
+        max_samples = dict(config["dataset"]["max_samples"])
         max_samples["train"] = int(train_samples)
         config["dataset"]["max_samples"] = max_samples
     if epochs:
         for phase in ("teacher", "student"):
             settings = config["train"][phase]
             settings["epochs"] = int(epochs)
-            settings["min_epochs"] = min(int(settings.get("min_epochs", 1)), int(epochs))
+            settings["min_epochs"] = min(int(settings["min_epochs"]), int(epochs))
     return config
 
 
-def prefetch_settings(config: dict) -> dict[str, Any]:
-    """prefetch_app's keyword arguments as the workflow's prefetch rule sets them."""
-    evaluate = config.get("evaluate", {})
-    return {
-        "degree": int(evaluate.get("prefetch_degree", 2)),
-        "distance": DEFAULT_DISTANCE,
-        "max_accesses": evaluate.get("prefetch_max_accesses", 50_000),
-        "prefetch_filter": bool(evaluate.get("prefetch_filter", True)),
-        "filter_window": int(evaluate.get("prefetch_filter_window", DEFAULT_FILTER_WINDOW)),
-        "device_name": config["train"].get("device", "auto"),
-    }
+def prefetch_settings(config: dict) -> PrefetchSettings:
+    """prefetch_app's settings as the workflow's prefetch rule sets them."""
+    from packd.stages.prefetch import PrefetchSettings
+
+    evaluate = config["evaluate"]
+    return PrefetchSettings(
+        degree=int(evaluate["prefetch_degree"]),
+        distance=DEFAULT_DISTANCE,
+        max_accesses=evaluate["prefetch_max_accesses"],
+        prefetch_filter=bool(evaluate["prefetch_filter"]),
+        filter_window=int(evaluate["prefetch_filter_window"]),
+        device_name=config["train"]["device"],
+    )
 
 
 def report_row(report: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -95,6 +113,7 @@ def offset_cell(
     teacher_selection / student_selection: selection JSONs whose lr_factor the teacher / student
     trains at (the run's choices); None: factor 1.
     """
+    from packd.cell import Cell
     from packd.methods import method_settings
     from packd.stages.data import build_dataset
     from packd.stages.evaluation import evaluate
@@ -107,24 +126,23 @@ def offset_cell(
     build_dataset(
         trace_path, dataset_config, splits, folder / "sizes.json", int(config.get("seed", 0)), log
     )
-    sizes = config["models"][arch]
+    sizes, cell = config["models"][arch], Cell(seed, app, arch)
     checkpoints = {name: folder / f"{name}.pt" for name in MODELS}
     train_teacher(
-        splits, arch, sizes["teacher"], config["train"], seed, checkpoints["teacher"], app,
+        cell, splits, sizes["teacher"], config["train"], checkpoints["teacher"],
         selection_path=teacher_selection, log=log,
     )  # fmt: skip
     train_student(
-        splits, arch, sizes, method_settings("no_kd", config), config["train"], seed,
-        checkpoints["no_kd"], app, "no_kd", chosen_selection_path=student_selection, log=log,
+        cell, splits, sizes, method_settings("no_kd", config), config["train"],
+        checkpoints["no_kd"], "no_kd", chosen_selection_path=student_selection, log=log,
     )  # fmt: skip
     settings = prefetch_settings(config)
     metrics_paths = {name: folder / f"{name}.metrics.json" for name in MODELS}
     f1 = {}
     for name in MODELS:
         metrics = evaluate(
-            splits, [checkpoints[name]], metrics_paths[name], app, arch, name,
-            latency_repeats=1, device_name=settings["device_name"], degree=settings["degree"],
-            seed=seed, log=log,
+            cell, splits, [checkpoints[name]], metrics_paths[name], name,
+            latency_repeats=1, device_name=settings.device_name, degree=settings.degree, log=log,
         )  # fmt: skip
         f1[name] = float(metrics["f1"])
     reports = prefetch_app(
@@ -137,10 +155,9 @@ def offset_cell(
             f"{arch}/{name}": (folder / f"{name}.prefetches.txt", folder / f"{name}.replay.json")
             for name in MODELS
         },
-        clustering={},  # one checkpoint per model: no cluster routing
+        settings=settings,
         seed=seed,
         log=log,
-        **settings,
     )
     return [
         report_row(report, app=app, arch=arch, offset=str(offset), model=report["name"],
@@ -166,9 +183,8 @@ def classic_cell(
             f"classic/{name}": (folder / f"{name}.prefetches.txt", folder / f"{name}.replay.json")
             for name in CLASSIC
         },
-        clustering={},
+        settings=prefetch_settings(config),
         log=log,
-        **prefetch_settings(config),
     )
     return [
         report_row(report, app=app, arch="classic", offset="any", model=report["name"], f1=None)
@@ -180,7 +196,7 @@ def run_job(job: tuple) -> tuple[str, float, list[dict[str, Any]]]:
     import torch
 
     kind, args = job
-    torch.set_num_threads(int(args["config"]["train"].get("threads", 1)))
+    torch.set_num_threads(int(args["config"]["train"]["threads"]))
     start = time.perf_counter()
     rows = offset_cell(**args) if kind == "model" else classic_cell(**args)
     label = f"{args['app']}/{args.get('arch', 'classic')}/offset {args.get('offset', 'any')}"
@@ -189,7 +205,7 @@ def run_job(job: tuple) -> tuple[str, float, list[dict[str, Any]]]:
 
 def train_cap(config: dict) -> int | str:
     """The training split's sample cap of a config, or "all"."""
-    return (config["dataset"].get("max_samples") or {}).get("train") or "all"
+    return config["dataset"]["max_samples"]["train"] or "all"
 
 
 def existing(path: Path) -> Path | None:
@@ -227,8 +243,8 @@ def page_note(config: dict, run_config: dict, seed: int) -> str:
     run_epochs = [run_config["train"][phase]["epochs"] for phase in ("teacher", "student")]
     settings = prefetch_settings(config)
     filter_text = (
-        f"the prefetch filter on (window {settings['filter_window']} accesses)"
-        if settings["prefetch_filter"]
+        f"the prefetch filter on (window {settings.filter_window} accesses)"
+        if settings.prefetch_filter
         else "the prefetch filter off"
     )
     return (
@@ -242,10 +258,10 @@ def page_note(config: dict, run_config: dict, seed: int) -> str:
         f"{run_epochs[1]} epochs; with a smaller budget the offset-0 figures are not the run's "
         f"table). `f1`: test micro-F1 at the validation "
         f"threshold, each offset scored on its own labels (offset k: the deltas of accesses "
-        f"i + k + 1 .. i + k + {config['dataset'].get('look_forward', 128)}), so F1 across "
+        f"i + k + 1 .. i + k + {config['dataset']['look_forward']}), so F1 across "
         f"offsets scores different targets. The replay columns are one stream for every row: the "
-        f"test range's first {settings['max_accesses']} accesses, degree {settings['degree']}, "
-        f"{filter_text}, fill distance {DEFAULT_DISTANCE} (`packd.prefetch.DEFAULT_DISTANCE`): a "
+        f"test range's first {settings.max_accesses} accesses, degree {settings.degree}, "
+        f"{filter_text}, fill distance {DEFAULT_DISTANCE} (`packd.plan.DEFAULT_DISTANCE`): a "
         f"prefetch issued by access i fills just before access i + {DEFAULT_DISTANCE}, so a line "
         f"first demanded by i + 1 .. i + {DEFAULT_DISTANCE - 1} arrives late. The timely offset "
         f"is therefore distance - 1 = {TIMELY_OFFSET}: its label window starts at "
@@ -276,7 +292,7 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown page")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    run_config = yaml.safe_load(args.configfile.read_text())
+    run_config = with_defaults(yaml.safe_load(args.configfile.read_text()))
     config = bench_config(run_config, args.train_samples, args.epochs)
     archs = args.archs or config["archs"][:1]
     results, seed = args.results, args.seed

@@ -22,6 +22,9 @@ import pandas as pd
 import yaml
 
 from packd.benchpage import write_page
+from packd.config import validate_config
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
 # The previous default's recipe (config.yaml before the teachers were given data and epochs)
 PREVIOUS_SAMPLES = 8000
@@ -72,11 +75,13 @@ def run_job(job: tuple) -> dict:
     teacher from scratch."""
     import torch
 
+    from packd.cell import Cell
     from packd.methods import method_settings
     from packd.stages.training import train_student, train_teacher
 
     torch.set_num_threads(1)
     kind, app, arch, results, config, seed, scratch, cluster_id = job
+    cell = Cell(seed, app, arch)
     datasets = Path(results) / "datasets" / app
     selection = Path(results) / f"teachers/seed{seed}/{app}/{arch}/selection.json"
     folder = Path(scratch) / f"{app}-{arch}"
@@ -87,8 +92,8 @@ def run_job(job: tuple) -> dict:
         train["cluster_teachers"] = {"init": "scratch"}
         features, k = config["cluster"]["features"], config["cluster"]["k"]
         train_teacher(
-            {split: datasets / f"{split}.npz" for split in ("train", "val", "test")},
-            arch, config["models"][arch]["teacher"], train, seed, checkpoint, app,
+            cell, {split: datasets / f"{split}.npz" for split in ("train", "val", "test")},
+            config["models"][arch]["teacher"], train, checkpoint,
             clusters_path=Path(results) / f"clusters/seed{seed}/{app}/{features}-k{k}.parquet",
             cluster_id=cluster_id, selection_path=selection,
         )  # fmt: skip
@@ -97,13 +102,13 @@ def run_job(job: tuple) -> dict:
     train = previous_train_config(config["train"])
     if kind == "previous teacher":
         train_teacher(
-            splits, arch, config["models"][arch]["teacher"], train, seed, checkpoint, app,
+            cell, splits, config["models"][arch]["teacher"], train, checkpoint,
             selection_path=selection,
         )  # fmt: skip
     else:
         train_student(
-            splits, arch, config["models"][arch], method_settings("no_kd", config), train, seed,
-            checkpoint, app, "no_kd",
+            cell, splits, config["models"][arch], method_settings("no_kd", config), train,
+            checkpoint, "no_kd",
         )  # fmt: skip
     return {"kind": kind, "app": app, "arch": arch, "val_f1": best_val_f1(checkpoint)}
 
@@ -117,11 +122,11 @@ def routed_val_f1(teacher_paths: list[Path], clusters_path: Path, val_path: Path
     """Validation F1 of each sample scored by its own cluster's teacher, at the best threshold."""
     import torch
 
-    from packd.checkpoint import load_models
     from packd.clustering import load_cluster_ids
     from packd.dataset import load_split
     from packd.distill import teacher_soft_logits
     from packd.metrics import best_threshold
+    from packd.networks import load_models
 
     models, _ = load_models(teacher_paths)
     val = load_split(val_path)
@@ -147,6 +152,7 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown page")
     args = parser.parse_args()
     config = yaml.safe_load(args.configfile.read_text())
+    validate_config(config, SCHEMA)  # the schema's defaults filled in, as the rules see it
     results, seed = args.results, args.seed
     features, k = config["cluster"]["features"], int(config["cluster"]["k"])
     cells = [(app, arch) for app in config["apps"] for arch in config["archs"]]

@@ -20,6 +20,9 @@ import pandas as pd
 import yaml
 
 from packd.benchpage import write_page
+from packd.config import validate_config
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
 # name -> (what changes, a function of (train config, teacher size, arch) -> (train, size))
 VARIANTS = {
@@ -63,6 +66,7 @@ def train_variant(job: tuple) -> dict:
     """One (variant, app, arch): train the teacher, return its best validation F1."""
     import torch
 
+    from packd.cell import Cell
     from packd.stages.training import train_teacher
 
     torch.set_num_threads(1)
@@ -71,13 +75,11 @@ def train_variant(job: tuple) -> dict:
     datasets = Path(results) / "datasets" / app
     checkpoint = Path(scratch) / f"{name}-{app}-{arch}.pt"
     train_teacher(
+        Cell(seed, app, arch),
         {split: datasets / f"{split}.npz" for split in ("train", "val", "test")},
-        arch,
         size,
         train,
-        seed,
         checkpoint,
-        app,
         selection_path=Path(results) / f"teachers/seed{seed}/{app}/{arch}/selection.json",
     )
     return {"variant": name, "app": app, "arch": arch, "val_f1": best_val_f1(checkpoint)}
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown page")
     args = parser.parse_args()
     config = yaml.safe_load(args.configfile.read_text())
+    validate_config(config, SCHEMA)  # the schema's defaults filled in, as the rules see it
     results, seed = args.results, args.seed
     cells = [(app, arch) for app in config["apps"] for arch in config["archs"]]
     rows = []

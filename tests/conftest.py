@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 # What a run of the workflow needs from the repository (results go to the copy, not the repo).
 WORKFLOW_PARTS = [
     "Snakefile",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from packd.tracing import _run, _stderr_info, kernel_arguments
+from packd.tracing.common import _run
+from packd.tracing.sancov import _stderr_info, kernel_arguments
 
 
 def kernel_info(

@@ -214,14 +214,28 @@ def test_results_document_flags_cells_collapsed_to_the_label_prior() -> None:
     document = render_results("config.yaml", tables, 125.0, 300.0)
     section = document[document.index("## Learnability check") :]
     assert (
-        "**1 of 2 cells have collapsed to the label prior**: seed 2 bc/lstm (top-k is the "
-        "frequency baseline's on 97.0% of samples)." in section
+        "**1 of 2 cells rank the prior's top-k first**: seed 2 bc/lstm (the frequency "
+        "baseline's on 97.0% of samples)." in section
     )
-    # The run has no frequency model (main: teacher, packd, no_kd): its gaps are n/a, said so
+    # The run has no frequency model (main: teacher, packd, no_kd): its gaps are n/a, said so,
+    # and no cell can be checked for collapse
     assert "**No `frequency` model in this run**: the teacher - bit frequency gaps" in section
-    assert "| 2 | bc/lstm | n/a | 0.1000 | n/a | 0.1000 | 3.0% | 1.0% | **yes** |" in section
-    assert "| 1 | bc/lstm | n/a | 0.1000 | n/a | 0.1000 | 60.0% | 40.0% | no |" in section
+    assert "**2 of 2 cells could not be checked for collapse**" in section
+    assert "None of the" not in section
+    assert "| 2 | bc/lstm | n/a | 0.1000 | n/a | 0.1000 | 3.0% | 1.0% | no | **yes** |" in section
+    assert "| 1 | bc/lstm | n/a | 0.1000 | n/a | 0.1000 | 60.0% | 40.0% | no | no |" in section
     assert "| mean (cells) | | n/a (0) | 0.1000 (2) | n/a (0) | 0.1000 (2) | 31.5% (2) |" in section
+    # With a frequency model: seed 2 barely beats it in F1 and has collapsed
+    tables["learnability"] = _learnability(
+        {1: {"teacher": (0.70, 0.6), "frequency": (0.50, 0.0), "no_kd": (0.60, 0.4)},
+         2: {"teacher": (0.505, 0.5), "frequency": (0.50, 0.0), "no_kd": (0.60, 0.01)}}
+    )  # fmt: skip
+    section = render_results("config.yaml", tables, 125.0, 300.0)
+    assert (
+        "**1 of 2 cells have collapsed to the label prior**: seed 2 bc/lstm (test F1 only "
+        "+0.0050 above the frequency baseline)." in section
+    )
+    assert "rank the prior's top-k first" not in section
     assert "`learnability.md`" in document
     # Near the ceiling check: right after it
     assert document.index("## Are the teachers the ceiling?") < document.index(
@@ -241,14 +255,15 @@ def test_results_document_says_when_no_cell_has_collapsed() -> None:
     document = render_results("config.yaml", tables, 125.0, 300.0)
     assert "None of the 1 cells has collapsed to the label prior." in document
     assert "have collapsed" not in document and "No `frequency` model" not in document
-    assert "| 1 | bc/lstm | 0.2000 | 0.1000 | 0.2000 | 0.1000 | 60.0% | 40.0% | no |" in document
+    row = "| 1 | bc/lstm | 0.2000 | 0.1000 | 0.2000 | 0.1000 | 60.0% | 40.0% | no | no |"
+    assert row in document
     # Neither the top-k comparison nor a frequency model: the check cannot run, and says so
     tables = _tables()
     tables["learnability"] = _learnability(
         {1: {"teacher": (0.70, float("nan")), "no_kd": (0.60, float("nan"))}}
     )
     document = render_results("config.yaml", tables, 125.0, 300.0)
-    assert "**1 of 1 cells could not be checked**" in document
+    assert "**1 of 1 cells could not be checked for collapse**" in document
     assert "**Top-k comparison missing**" in document
     assert "None of the" not in document
 

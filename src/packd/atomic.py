@@ -68,9 +68,3 @@ def write_parquet_atomic(frame: pd.DataFrame, path: str | Path) -> None:
     """Write a DataFrame as Parquet (no index) atomically."""
     with atomic_path(path) as temporary:
         frame.to_parquet(temporary, index=False)
-
-
-def write_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
-    """Write arrays to a compressed .npz (no pickles) atomically."""
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        np.savez_compressed(handle, **arrays)

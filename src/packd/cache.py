@@ -205,15 +205,15 @@ def model_cycles(
 
 
 def levels_from_config(cache_config: Mapping[str, Any]) -> list[CacheLevel]:
-    """The hierarchy described by a config's `cache` section (sizes in KiB)."""
-    line_bytes = cache_config.get("line_bytes", 64)
+    """The hierarchy described by a config's validated `cache` section (sizes in KiB)."""
+    line_bytes = cache_config["line_bytes"]
     return [
         CacheLevel(
             name=level["name"],
             size_bytes=level["size_kib"] * 1024,
             ways=level["ways"],
             line_bytes=line_bytes,
-            latency=level.get("latency", 10),
+            latency=level["latency"],
         )
         for level in cache_config["levels"]
     ]

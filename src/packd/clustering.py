@@ -1,12 +1,17 @@
-"""K-means clustering for PaCKD: features, fitting with tiny-cluster merging, assignment."""
+"""K-means clustering for PaCKD: features, fitting with tiny-cluster merging, assignment, and
+the saved centroids that route any later sample (a replay's stream) the same way."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from packd.atomic import write_json_atomic
 
 if TYPE_CHECKING:  # imported where frames are built: training jobs only read assignments
     import pandas as pd
@@ -159,6 +164,25 @@ def assign_clusters(model: ClusterModel, features: np.ndarray) -> np.ndarray:
     if model.quantiles is not None:
         features = to_ranks(features, model.quantiles)
     return _nearest(features, model.centers, model.surviving)
+
+
+def save_centroids(path: str | Path, model: ClusterModel, feature_set: str) -> None:
+    """The fitted model (centroids, merged clusters, train quantiles) and its feature set, as
+    JSON: all that routing a sample needs. JSON floats round-trip float64 exactly."""
+    write_json_atomic(path, {"feature_set": feature_set, **model.to_dict()})
+
+
+def load_centroids(path: str | Path) -> tuple[ClusterModel, str]:
+    """The model and feature set that save_centroids wrote."""
+    stored = json.loads(Path(path).read_text())
+    return ClusterModel.from_dict(stored), str(stored["feature_set"])
+
+
+def route_samples(centroids_path: str | Path, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Cluster id (int64) of every sample of arrays (a split's, or a stream's samples) from the
+    saved centroids: for the cluster rule's own samples, the cluster it assigned them."""
+    model, feature_set = load_centroids(centroids_path)
+    return assign_clusters(model, cluster_features(dict(arrays), feature_set))
 
 
 def load_cluster_ids(assignments_path: str | Path) -> dict[str, np.ndarray]:

@@ -63,6 +63,27 @@ def validate_config(
     check_config(config, base_dir)
 
 
+def with_schema_defaults(
+    section: str, values: Mapping[str, Any], schema_path: str | Path
+) -> dict[str, Any]:
+    """A copy of one config section (e.g. "train") with the schema's defaults filled in, as
+    validate_config fills them: for a section written by hand (tests, benchmarks)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    # The section's schema, beside the definitions its $refs name
+    section_schema = {
+        "$schema": schema["$schema"],
+        "$defs": schema["$defs"],
+        **schema["properties"][section],
+    }
+    filled = copy.deepcopy(dict(values))
+    problems = _describe_all(
+        _validator_with_defaults(section_schema).iter_errors(filled), section_schema
+    )
+    if problems:
+        raise ConfigError(f"invalid {section} section: " + "; ".join(problems))
+    return filled
+
+
 def _validator_with_defaults(schema: dict[str, Any]) -> Any:
     """A validator of the schema's draft that fills in `default:` values, as Snakemake's does."""
     draft = validators.validator_for(schema)
@@ -256,7 +277,8 @@ def _kind_of(value: Any) -> str:
         return f"the integer {value}"
     if isinstance(value, float):
         return f"the number {value}"
-    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "a mapping", list: "a list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -271,7 +293,8 @@ def _short(text: str, limit: int = 120) -> str:
 
 
 def check_config(config: Mapping[str, Any], base_dir: Path | None = None) -> None:
-    """Raise ConfigError naming the key when config values contradict each other."""
+    """Raise ConfigError naming the key when config values contradict each other (config:
+    checked against the schema, its defaults filled in)."""
     split = config["dataset"]["split"]
     if split["warmup"] + split["train"] >= 1:
         raise ConfigError(
@@ -281,7 +304,7 @@ def check_config(config: Mapping[str, Any], base_dir: Path | None = None) -> Non
     for arch in config["archs"]:
         if arch not in config["models"]:
             raise ConfigError(f"models.{arch}: sizes missing for an arch listed in archs")
-    line_bytes = config["cache"].get("line_bytes", 64)
+    line_bytes = config["cache"]["line_bytes"]
     for index, level in enumerate(config["cache"]["levels"]):
         sets, remainder = divmod(level["size_kib"] * 1024, level["ways"] * line_bytes)
         if remainder or sets & (sets - 1):

@@ -7,7 +7,7 @@ or `addr` (byte address; block = addr >> 6, 64-byte lines).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -213,7 +213,7 @@ def subsample_split(
 def save_split(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write split arrays to .npz atomically; labels are bit-packed along axis 1."""
     path = Path(path)
-    to_store = {key: value for key, value in arrays.items() if key != "labels"}
+    to_store: dict[str, Any] = {key: value for key, value in arrays.items() if key != "labels"}
     labels = np.asarray(arrays["labels"], dtype=bool)
     to_store[PACKED_LABELS_KEY] = np.packbits(labels, axis=1)
     to_store["label_bits"] = np.array(labels.shape[1], dtype=np.int64)

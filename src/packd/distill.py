@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
+from packd.kd_settings import KDSettings
+
 
 def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy of logits against 0/1 labels."""
@@ -28,22 +30,23 @@ def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
     labels: torch.Tensor,
-    alpha: float,
-    temperature: float,
-    scale_soft_by_t2: bool = True,
+    kd: KDSettings,
 ) -> torch.Tensor:
-    """alpha * BCE(student, labels) + (1 - alpha) * s * mean Bernoulli KL(teacher || student) at T.
+    """alpha * BCE(student, labels) + (1 - alpha) * s * mean Bernoulli KL(teacher || student) at T
+    (alpha and T: kd's).
 
-    s = T**2 (Hinton et al.): the soft term's gradient shrinks as 1/T**2, and the factor keeps
-    its weight against the hard term the same at every T, so that a comparison at two
-    temperatures changes the temperature only. s = 1 is the authors' unscaled form.
+    s = T**2 with kd.scale_soft_by_t2 (Hinton et al.): the soft term's gradient shrinks as
+    1/T**2, and the factor keeps its weight against the hard term the same at every T, so that a
+    comparison at two temperatures changes the temperature only. s = 1 is the authors' unscaled
+    form.
     """
     student_logits = student_logits.float()
     teacher_logits = teacher_logits.float()
+    temperature = kd.temperature
     hard = bce_loss(student_logits, labels)
     soft = bernoulli_kl(teacher_logits / temperature, student_logits / temperature).mean()
-    scale = temperature**2 if scale_soft_by_t2 else 1.0
-    return alpha * hard + (1 - alpha) * scale * soft
+    scale = temperature**2 if kd.scale_soft_by_t2 else 1.0
+    return kd.alpha * hard + (1 - kd.alpha) * scale * soft
 
 
 @torch.inference_mode()

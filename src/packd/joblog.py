@@ -16,7 +16,10 @@ def logged_job(log_path: str | Path, name: str) -> Iterator[logging.Logger]:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    handlers = [logging.FileHandler(log_path, mode="w"), logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [
+        logging.FileHandler(log_path, mode="w"),
+        logging.StreamHandler(sys.stderr),
+    ]
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)

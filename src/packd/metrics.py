@@ -256,7 +256,7 @@ def differs_from_frequency(scores: np.ndarray, frequency_bits: np.ndarray) -> di
     }
 
 
-def authors_protocol(history: list[dict], final: dict[str, float]) -> dict[str, float]:
+def authors_protocol(history: list[dict], final: dict[str, float]) -> dict[str, float | None]:
     """The authors' protocol whole: the epoch AND threshold with the best test F1, with F1,
     precision, recall and threshold all from that epoch (the training history records them for
     every epoch, the saved one included). `final` holds the same four for the saved epoch, used

@@ -8,9 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-HISTORY = 10  # accesses per sample (time steps / image rows)
-CHUNKS = 10  # 6-bit chunks per block address (features per step / image columns)
-OUTPUTS = 256  # delta bits
+from packd.shapes import CHUNKS, HISTORY, OUTPUTS, RESNET_EXPANSION
 
 
 def channels_last(features: torch.Tensor) -> torch.Tensor:
@@ -95,7 +93,7 @@ class MLPMixer(nn.Module):
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual."""
 
-    expansion = 1
+    expansion = RESNET_EXPANSION["basic"]
 
     def __init__(self, in_channels: int, planes: int, stride: int):
         super().__init__()
@@ -116,7 +114,7 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3, 1x1 expand (x4) with a residual."""
 
-    expansion = 4
+    expansion = RESNET_EXPANSION["bottleneck"]
 
     def __init__(self, in_channels: int, planes: int, stride: int):
         super().__init__()
@@ -146,7 +144,10 @@ def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     )
 
 
-RESNET_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+RESNET_BLOCKS: dict[str, type[BasicBlock | Bottleneck]] = {
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+}
 
 
 class ResNet(nn.Module):
@@ -283,9 +284,7 @@ def init_output_bias(model: nn.Module, labels: np.ndarray | torch.Tensor) -> Non
         raise ValueError(f"{type(model).__name__} has no linear `head` with a bias")
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
     if labels.ndim != 2 or labels.shape[1] != out_features or labels.shape[0] == 0:
-        raise ValueError(
-            f"labels of shape {tuple(labels.shape)} do not fit {head.out_features} outputs"
-        )
+        raise ValueError(f"labels of shape {tuple(labels.shape)} do not fit {out_features} outputs")
     # Clamped so that a bit never (or always) set gets a large finite bias, not +-inf.
     frequencies = labels.mean(dim=0).clamp(1e-4, 1 - 1e-4)
     with torch.no_grad():

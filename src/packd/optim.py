@@ -11,6 +11,7 @@ fused and multi-tensor kernels matter there and whose import cost does not.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -25,8 +26,10 @@ class Adam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ):
-        self.param_groups = [{"params": list(params), "lr": lr, "betas": betas, "eps": eps}]
-        self.state: dict[torch.Tensor, dict[str, torch.Tensor | float]] = {}
+        self.param_groups: list[dict[str, Any]] = [
+            {"params": list(params), "lr": lr, "betas": betas, "eps": eps}
+        ]
+        self.state: dict[torch.Tensor, dict[str, Any]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (or zero) every parameter's gradient."""
@@ -66,7 +69,9 @@ class Adam:
                 param.addcdiv_(exp_avg, denom, value=-(lr / bias_correction1))
 
 
-def make_adam(params: Iterable[torch.Tensor], lr: float, device: torch.device) -> object:
+def make_adam(
+    params: Iterable[torch.Tensor], lr: float, device: torch.device
+) -> Adam | torch.optim.Adam:
     """This module's Adam on the CPU; torch.optim.Adam on any other device."""
     if device.type == "cpu":
         return Adam(params, lr=lr)

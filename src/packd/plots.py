@@ -18,7 +18,7 @@ from scipy import stats  # noqa: E402
 
 from packd.atomic import atomic_path  # noqa: E402
 from packd.methods import method_color, method_label, method_rank  # noqa: E402
-from packd.prefetch import CLASSIC_PREFETCHERS  # noqa: E402
+from packd.plan import CLASSIC_PREFETCHERS  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -223,6 +223,7 @@ def plot_prefetch(table: pd.DataFrame, path: Path) -> plt.Figure:
     open, its own marker). The legend names each colour and each marker once: colours (patches)
     are methods, filled black markers archs, open black markers classic prefetchers. Returns the
     (saved, closed) figure."""
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -264,7 +265,9 @@ def plot_prefetch(table: pd.DataFrame, path: Path) -> plt.Figure:
         panel.grid(alpha=0.3)
     panels[0][0].set_ylabel("accuracy (useful / filled prefetches)")
     names = sorted(models["name"].unique(), key=method_rank)
-    handles = [Patch(color=method_color(name), label=method_label(name)) for name in names]
+    handles: list[Artist] = [
+        Patch(color=method_color(name), label=method_label(name)) for name in names
+    ]
     handles += [
         Line2D([], [], color="black", marker=arch_marker[arch], linestyle="", label=arch)
         for arch in archs
@@ -320,13 +323,13 @@ def _log_count_axis(axis: matplotlib.axis.Axis, values: np.ndarray) -> None:
                 low = np.floor(low)
             else:
                 high = np.ceil(high)
-        if axis.axis_name == "x":
+        if isinstance(axis, matplotlib.axis.XAxis):
             axis.axes.set_xlim(10**low, 10**high)
         else:
             axis.axes.set_ylim(10**low, 10**high)
     axis.set_major_locator(ticker.LogLocator(base=10, numticks=6))
     axis.set_major_formatter(ticker.FuncFormatter(_compact_count))
-    axis.set_minor_locator(ticker.LogLocator(base=10, subs=np.arange(2, 10), numticks=12))
+    axis.set_minor_locator(ticker.LogLocator(base=10, subs=range(2, 10), numticks=12))
     axis.set_minor_formatter(ticker.NullFormatter())
 
 

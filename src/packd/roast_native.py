@@ -142,9 +142,17 @@ def library() -> ctypes.CDLL | None:
         LOGGER.warning("ROAST's C kernels failed to build (%s): PyTorch path", detail)
         return None
     pointer, integer = ctypes.c_void_p, ctypes.c_int64
-    signature = [integer, pointer, pointer, integer, integer, pointer, pointer]
+    signature = (integer, pointer, pointer, integer, integer, pointer, pointer)
     for function in (kernels.roast_gather, kernels.roast_scatter_add):
         function.argtypes, function.restype = signature, None
+    return kernels
+
+
+def _loaded() -> ctypes.CDLL:
+    """library(), where the caller has checked usable()."""
+    kernels = library()
+    if kernels is None:
+        raise RuntimeError("ROAST's C kernels are not loaded; check usable() first")
     return kernels
 
 
@@ -180,7 +188,7 @@ def gather(
         raise ValueError("the ROAST array must be contiguous")
     outputs = [torch.empty(shape, dtype=array.dtype) for shape in shapes]
     addresses = torch.tensor([output.data_ptr() for output in outputs], dtype=torch.int64)
-    library().roast_gather(
+    _loaded().roast_gather(
         len(outputs),
         part_plan.data_ptr(),
         scales.data_ptr(),
@@ -204,7 +212,7 @@ def scatter_add(
     addresses = torch.tensor(
         [0 if grad is None else grad.data_ptr() for grad in contiguous], dtype=torch.int64
     )
-    library().roast_scatter_add(
+    _loaded().roast_scatter_add(
         len(contiguous),
         part_plan.data_ptr(),
         scales.data_ptr(),

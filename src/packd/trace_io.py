@@ -62,6 +62,7 @@ class TraceFileNotFoundError(FileNotFoundError, TraceFormatError):
 # Parsing
 # ---------------------------------------------------------------------------------------------
 
+# _parse_buffer's error codes (0: the whole buffer parsed).
 _ERR_FIELDS = 1
 _ERR_NUMBER = 2
 _ERR_LLC = 3
@@ -111,13 +112,13 @@ def _parse_buffer(buf, out):  # pragma: no cover - compiled
         p = s
         while True:
             if field >= 5:
-                return rows, 1, line_no, field  # too many fields
+                return rows, _ERR_FIELDS, line_no, field  # too many fields
             # one field: [ws] [0x] digits [ws] (',' | end)
             while p < e and (buf[p] == 32 or buf[p] == 9):
                 p += 1
             is_hex = field == 2 or field == 3
             if p < e and buf[p] == 45:  # '-'
-                return rows, 4, line_no, field
+                return rows, _ERR_NEGATIVE, line_no, field
             if (
                 is_hex
                 and p + 1 < e
@@ -143,15 +144,15 @@ def _parse_buffer(buf, out):  # pragma: no cover - compiled
                     sig += 1
                 if is_hex:
                     if sig > 16:
-                        return rows, 5, line_no, field
+                        return rows, _ERR_OVERFLOW, line_no, field
                     value = value * np.uint64(16) + np.uint64(d)
                 else:
                     if sig > 19:  # 10**19 - 1 fits in uint64; 20 digits may not
-                        return rows, 5, line_no, field
+                        return rows, _ERR_OVERFLOW, line_no, field
                     value = value * np.uint64(10) + np.uint64(d)
                 p += 1
             if seen == 0:
-                return rows, 2, line_no, field
+                return rows, _ERR_NUMBER, line_no, field
             while p < e and (buf[p] == 32 or buf[p] == 9):
                 p += 1
             out[field, rows] = value
@@ -159,12 +160,12 @@ def _parse_buffer(buf, out):  # pragma: no cover - compiled
             if p == e:
                 break
             if buf[p] != 44:  # ','
-                return rows, 2, line_no, field - 1
+                return rows, _ERR_NUMBER, line_no, field - 1
             p += 1
         if field != 5:
-            return rows, 1, line_no, field
+            return rows, _ERR_FIELDS, line_no, field
         if out[4, rows] > 1:
-            return rows, 3, line_no, 4
+            return rows, _ERR_LLC, line_no, 4
         rows += 1
         pos = next_pos
     return rows, 0, line_no, 0
@@ -222,7 +223,7 @@ def parse_load_trace(path: Path) -> pd.DataFrame:
             msg = "llc_hit must be 0 or 1"
         elif err == _ERR_NEGATIVE:
             msg = f"field {field + 1} ({name}) is negative"
-        else:
+        else:  # _ERR_OVERFLOW
             msg = f"field {field + 1} ({name}) does not fit in 64 bits"
         raise TraceFormatError(f"{where}{msg}: {text!r}")
     if rows == 0:
@@ -381,5 +382,5 @@ def summarize_trace(trace: pd.DataFrame) -> dict:
         "distinct_lines": int(np.unique(addr >> np.uint64(6)).size),
         "instr_id_min": lo,
         "instr_id_max": hi,
-        "instr_id_span": hi - lo if n else None,
+        "instr_id_span": hi - lo if hi is not None and lo is not None else None,
     }

@@ -8,19 +8,17 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from packd.distill import bce_loss, kd_loss
+from packd.kd_settings import KDSettings
 from packd.metrics import best_threshold, evaluate_scores, micro_f1
 from packd.models import init_output_bias
-from packd.optim import make_adam
-
-# "bce" or ("kd", alpha, temperature[, scale_soft_by_t2])
-LossSpec = str | tuple[str, float, float] | tuple[str, float, float, bool]
+from packd.optim import Adam, make_adam
 
 
 @dataclass
@@ -66,21 +64,6 @@ def seed_everything(seed: int) -> None:
 def _as_tensor(array: np.ndarray | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     tensor = torch.as_tensor(array)
     return tensor.to(dtype) if dtype is not None else tensor
-
-
-def _parse_loss(loss: LossSpec) -> tuple[float, float, bool] | None:
-    """None for BCE, (alpha, temperature, scale_soft_by_t2) for KD (scaled when not given)."""
-    if loss == "bce":
-        return None
-    if isinstance(loss, Sequence) and len(loss) in (3, 4) and loss[0] == "kd":
-        alpha, temperature = float(loss[1]), float(loss[2])
-        scale = bool(loss[3]) if len(loss) == 4 else True
-        if not 0.0 <= alpha <= 1.0 or temperature <= 0:
-            raise ValueError(f"KD needs 0 <= alpha <= 1 and T > 0, got {loss}")
-        return alpha, temperature, scale
-    raise ValueError(
-        f"loss must be 'bce' or ('kd', alpha, temperature[, scale_soft_by_t2]), got {loss!r}"
-    )
 
 
 def _autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
@@ -134,105 +117,256 @@ def _test_record(
     }
 
 
+@dataclass(frozen=True, kw_only=True)
+class PhaseSettings:
+    """One training phase's settings (teacher or student), built once from the config's `train`
+    by from_config; the defaults are the schema's. train_model reads all but prior_bias, which
+    train_phase applies. max_seconds (a time limit, checked after each epoch) has no config key."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    patience: int
+    min_epochs: int = 1
+    prior_bias: bool = True
+    amp: bool | str = "auto"
+    device: str = "auto"
+    schedule: str = "constant"
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown learning-rate schedule {self.schedule!r}; valid: {SCHEDULES}"
+            )
+
+    @classmethod
+    def from_config(cls, train_config: Mapping[str, Any], phase: str, arch: str) -> PhaseSettings:
+        """The phase's settings from a validated `train` section (the schema's defaults filled
+        in); train.lr_by_arch overrides the phase's learning rate per arch."""
+        budget = train_config[phase]
+        by_arch = train_config["lr_by_arch"].get(arch, {})
+        return cls(
+            epochs=budget["epochs"],
+            lr=by_arch.get(phase, budget["lr"]),
+            batch_size=budget["batch_size"],
+            patience=budget["patience"],
+            min_epochs=budget["min_epochs"],
+            prior_bias=train_config["prior_bias"],
+            amp=train_config["amp"],
+            device=train_config["device"],
+            schedule=budget["schedule"],
+        )
+
+
+class _TrainTensors(NamedTuple):
+    """The training split as tensors: inputs, labels and (for a KD loss) the teacher's logits."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    teacher_logits: torch.Tensor | None
+
+
+def _train_tensors(
+    train: Sequence[np.ndarray | torch.Tensor], kd: KDSettings | None, device: torch.device
+) -> _TrainTensors:
+    """train as tensors, on the GPU when training there (a split fits in GPU memory; it saves a
+    host copy per batch)."""
+    inputs = _as_tensor(train[0], torch.float32)
+    labels = _as_tensor(train[1], torch.bool)
+    teacher_logits = _as_tensor(train[2], torch.float32) if len(train) > 2 else None
+    if kd is not None and teacher_logits is None:
+        raise ValueError("KD loss needs teacher logits as the third element of train")
+    if device.type == "cuda":
+        inputs, labels = inputs.to(device), labels.to(device)
+        teacher_logits = teacher_logits.to(device) if teacher_logits is not None else None
+    return _TrainTensors(inputs, labels, teacher_logits)
+
+
+@dataclass
+class _Optimisation:
+    """The model with what steps it: Adam, the grad scaler, the autocast dtype and the learning
+    rate schedule's step count."""
+
+    model: nn.Module
+    optimizer: Adam | torch.optim.Adam
+    scaler: torch.amp.GradScaler
+    autocast_dtype: torch.dtype | None
+    device: torch.device
+    settings: PhaseSettings
+    total_steps: int
+    step: int = 0
+
+    @classmethod
+    def start(
+        cls, model: nn.Module, settings: PhaseSettings, device: torch.device, n_train: int
+    ) -> _Optimisation:
+        """The model moved to device, with a fresh optimiser at settings.lr."""
+        autocast_dtype = _autocast_dtype(device, settings.amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
+        model = model.to(device)
+        optimizer = make_adam(model.parameters(), settings.lr, device)
+        total_steps = settings.epochs * math.ceil(n_train / settings.batch_size)
+        return cls(model, optimizer, scaler, autocast_dtype, device, settings, total_steps)
+
+    def batch_loss(
+        self,
+        batch_inputs: torch.Tensor,
+        batch_labels: torch.Tensor,
+        batch_teacher: torch.Tensor | None,
+        kd: KDSettings | None,
+    ) -> torch.Tensor:
+        """The loss of one batch: BCE on the labels, or the KD loss with the teacher's logits."""
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=bool(self.autocast_dtype),
+        ):
+            logits = self.model(batch_inputs)
+        if kd is None or batch_teacher is None:
+            return bce_loss(logits.float(), batch_labels)
+        return kd_loss(logits, batch_teacher, batch_labels, kd)
+
+    def update(self, batch_loss: torch.Tensor) -> None:
+        """One optimiser step on batch_loss, at the schedule's rate for this step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.settings.schedule == "cosine":
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_lr(self.settings.lr, self.step, self.total_steps)
+            self.step += 1
+        self.scaler.scale(batch_loss).backward()
+        # Enabled on CUDA only, where optimizer is torch's; disabled, it calls optimizer.step().
+        self.scaler.step(self.optimizer)  # type: ignore[arg-type]
+        self.scaler.update()
+
+
+def _train_epoch(
+    optimisation: _Optimisation,
+    train: _TrainTensors,
+    kd: KDSettings | None,
+    order_generator: torch.Generator,
+) -> torch.Tensor:
+    """One pass over the training split in a fresh random order; the loss summed over samples,
+    on the device (no sync per step)."""
+    device, batch_size = optimisation.device, optimisation.settings.batch_size
+    optimisation.model.train()
+    n_train = train.inputs.shape[0]
+    order = torch.randperm(n_train, generator=order_generator).to(train.inputs.device)
+    loss_sum = torch.zeros((), device=device)
+    for start in range(0, n_train, batch_size):
+        rows = order[start : start + batch_size]
+        batch_inputs = train.inputs[rows].to(device, non_blocking=True)
+        batch_labels = train.labels[rows].to(device, non_blocking=True)
+        batch_teacher = None
+        # teacher_logits is there whenever kd is (checked by _train_tensors)
+        if kd is not None and train.teacher_logits is not None:
+            batch_teacher = train.teacher_logits[rows].to(device, non_blocking=True)
+        batch_loss = optimisation.batch_loss(batch_inputs, batch_labels, batch_teacher, kd)
+        optimisation.update(batch_loss)
+        loss_sum += batch_loss.detach() * rows.numel()
+    return loss_sum
+
+
+def _validate(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, device
+) -> tuple[float, float, float]:
+    """(mean BCE, best threshold, micro-F1 at that threshold) on the validation split."""
+    val_loss, val_probs = _evaluate(model, inputs, labels, batch_size, device)
+    val_thr, val_f1 = best_threshold(labels.numpy(), val_probs)
+    return val_loss, val_thr, val_f1
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+
+
+@dataclass
+class _Best:
+    """The epoch kept so far (epoch 0: the model as given): its weights on the CPU, validation
+    F1 and threshold."""
+
+    state: dict[str, torch.Tensor] | None = None
+    epoch: int = 0
+    f1: float = -1.0
+    threshold: float = 0.5
+
+
+def _stop_reason(
+    settings: PhaseSettings,
+    epoch: int,
+    improved: bool,
+    best: _Best,
+    plateau_f1: float | None,
+    elapsed: float,
+) -> str | None:
+    """Why training stops after epoch (improved: it beat the best), or None to go on."""
+    if (
+        not improved
+        and epoch - best.epoch >= settings.patience
+        and epoch >= settings.min_epochs
+        and (plateau_f1 is None or best.f1 > plateau_f1)
+    ):
+        # min_epochs: sequence models sit on a plateau (label marginals) for a few epochs
+        # before they learn from the inputs; stopping there would keep the plateau.
+        return f"early stop: no val F1 gain for {settings.patience} epochs"
+    if settings.max_seconds is not None and elapsed >= settings.max_seconds:
+        return f"time limit: {elapsed:.0f}s >= {settings.max_seconds:.0f}s"
+    return None
+
+
 def train_model(
     model: nn.Module,
     train: Sequence[np.ndarray | torch.Tensor],
     val: Sequence[np.ndarray | torch.Tensor],
+    settings: PhaseSettings,
     *,
-    loss: LossSpec = "bce",
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    patience: int,
     seed: int,
-    min_epochs: int = 1,
-    device: torch.device | str = "auto",
-    amp: bool | str = "auto",
-    log: Callable[[str], None] | None = None,
-    max_seconds: float | None = None,
+    kd: KDSettings | None = None,
     test: Sequence[np.ndarray | torch.Tensor] | None = None,
     plateau_f1: float | None = None,
-    schedule: str = "constant",
     initial_candidate: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train with Adam; keep the epoch with the best validation micro-F1 (at its best threshold).
 
-    train is (inputs, labels) or (inputs, labels, teacher_logits) for KD; val and the optional
-    test are (inputs, labels). Test F1 is only recorded (the authors' protocol), never used for
-    selection. Validation loss is BCE on labels for every loss, so runs compare. max_seconds is
-    checked after each epoch. plateau_f1: the validation F1 of the label frequencies alone; no
-    early stop while the best epoch is not above it (the model still sits on that plateau).
-    schedule: "constant" keeps lr; "cosine" decays it per step to 0 at the last epoch.
+    train is (inputs, labels), or (inputs, labels, teacher_logits) with kd, the KD loss's
+    settings (None: BCE on the labels); val and the optional test are (inputs, labels). Test F1
+    is only recorded (the authors' protocol), never used for selection. Validation loss is BCE
+    on labels for every loss, so runs compare. settings: epochs, rate, batch size, early
+    stopping, schedule ("constant" keeps lr; "cosine" decays it per step to 0 at the last
+    epoch), device and mixed precision; seed draws the batch order.
+    plateau_f1: the validation F1 of the label frequencies alone; no early stop while the best
+    epoch is not above it (the model still sits on that plateau).
     initial_candidate: the model as given is scored first, as epoch 0, and kept unless a trained
     epoch beats it on validation (fine-tuning a warm start can then never make it worse).
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown learning-rate schedule {schedule!r}; valid: {SCHEDULES}")
     log = log or (lambda line: None)
-    device = resolve_device(device) if isinstance(device, str) else device
-    kd_params = _parse_loss(loss)
-    train_inputs = _as_tensor(train[0], torch.float32)
-    train_labels = _as_tensor(train[1], torch.bool)
-    teacher_logits = _as_tensor(train[2], torch.float32) if len(train) > 2 else None
-    if kd_params is not None and teacher_logits is None:
-        raise ValueError("KD loss needs teacher logits as the third element of train")
+    device = resolve_device(settings.device)
+    batch_size = settings.batch_size
+    train_tensors = _train_tensors(train, kd, device)
     val_inputs, val_labels = _as_tensor(val[0], torch.float32), _as_tensor(val[1], torch.bool)
-    if device.type == "cuda":  # a split fits in GPU memory; saves a host copy per batch
-        train_inputs, train_labels = train_inputs.to(device), train_labels.to(device)
-        teacher_logits = teacher_logits.to(device) if teacher_logits is not None else None
-    autocast_dtype = _autocast_dtype(device, amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
-    model = model.to(device)
-    optimizer = make_adam(model.parameters(), lr, device)
+    optimisation = _Optimisation.start(model, settings, device, train_tensors.inputs.shape[0])
+    model = optimisation.model
     order_generator = torch.Generator().manual_seed(seed)
-    n_train = train_inputs.shape[0]
-    total_steps, step = epochs * math.ceil(n_train / batch_size), 0
+    n_train = train_tensors.inputs.shape[0]
 
     history: list[dict[str, float]] = []
-    best_state, best_epoch, best_f1, best_thr = None, 0, -1.0, 0.5
+    best = _Best()
     stop_reason, started = "max epochs", time.perf_counter()
     if initial_candidate:
-        val_loss, val_probs = _evaluate(model, val_inputs, val_labels, batch_size, device)
-        best_thr, best_f1 = best_threshold(val_labels.numpy(), val_probs)
-        record = {"epoch": 0, "val_loss": val_loss, "val_f1": best_f1, "val_threshold": best_thr}
+        val_loss, val_thr, val_f1 = _validate(model, val_inputs, val_labels, batch_size, device)
+        record = {"epoch": 0, "val_loss": val_loss, "val_f1": val_f1, "val_threshold": val_thr}
         if test is not None:
-            record.update(_test_record(model, test, best_thr, batch_size, device))
+            record.update(_test_record(model, test, val_thr, batch_size, device))
         history.append(record)
-        best_state = {
-            name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()
-        }
-        log(f"epoch 0 (as given) val_loss {val_loss:.5f} val_f1 {best_f1:.4f}")
-    for epoch in range(1, epochs + 1):
+        best = _Best(_cpu_state(model), 0, val_f1, val_thr)
+        log(f"epoch 0 (as given) val_loss {val_loss:.5f} val_f1 {val_f1:.4f}")
+    for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(n_train, generator=order_generator).to(train_inputs.device)
-        loss_sum = torch.zeros((), device=device)  # summed on device: no sync per step
-        for start in range(0, n_train, batch_size):
-            rows = order[start : start + batch_size]
-            batch_inputs = train_inputs[rows].to(device, non_blocking=True)
-            batch_labels = train_labels[rows].to(device, non_blocking=True)
-            with torch.autocast(
-                device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
-            ):
-                logits = model(batch_inputs)
-            if kd_params is None:
-                batch_loss = bce_loss(logits.float(), batch_labels)
-            else:
-                batch_teacher = teacher_logits[rows].to(device, non_blocking=True)
-                batch_loss = kd_loss(logits, batch_teacher, batch_labels, *kd_params)
-            optimizer.zero_grad(set_to_none=True)
-            if schedule == "cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(lr, step, total_steps)
-                step += 1
-            scaler.scale(batch_loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += batch_loss.detach() * rows.numel()
+        loss_sum = _train_epoch(optimisation, train_tensors, kd, order_generator)
         train_seconds = time.perf_counter() - epoch_start
 
-        val_loss, val_probs = _evaluate(model, val_inputs, val_labels, batch_size, device)
-        val_thr, val_f1 = best_threshold(val_labels.numpy(), val_probs)
+        val_loss, val_thr, val_f1 = _validate(model, val_inputs, val_labels, batch_size, device)
         record = {
             "epoch": epoch,
             "train_loss": float(loss_sum) / max(n_train, 1),
@@ -251,59 +385,20 @@ def train_model(
             f"val_f1 {val_f1:.4f} (threshold {val_thr:.3f}) "
             f"{record['samples_per_s']:.0f} samples/s elapsed {elapsed:.1f}s"
         )
-        if val_f1 > best_f1:
-            best_f1, best_thr, best_epoch = val_f1, val_thr, epoch
-            best_state = {
-                name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()
-            }
-        elif (
-            epoch - best_epoch >= patience
-            and epoch >= min_epochs
-            and (plateau_f1 is None or best_f1 > plateau_f1)
-        ):
-            # min_epochs: sequence models sit on a plateau (label marginals) for a few epochs
-            # before they learn from the inputs; stopping there would keep the plateau.
-            stop_reason = f"early stop: no val F1 gain for {patience} epochs"
+        improved = val_f1 > best.f1
+        if improved:
+            best = _Best(_cpu_state(model), epoch, val_f1, val_thr)
+        reason = _stop_reason(settings, epoch, improved, best, plateau_f1, elapsed)
+        if reason is not None:
+            stop_reason = reason
             break
-        if max_seconds is not None and elapsed >= max_seconds:
-            stop_reason = f"time limit: {elapsed:.0f}s >= {max_seconds:.0f}s"
-            break
-    log(f"stopped ({stop_reason}); best epoch {best_epoch} val_f1 {best_f1:.4f}")
+    log(f"stopped ({stop_reason}); best epoch {best.epoch} val_f1 {best.f1:.4f}")
+    best_state = best.state
     if best_state is None:
         best_state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-    return TrainResult(best_state, history, best_epoch, best_f1, best_thr, str(device), stop_reason)
-
-
-@dataclass(frozen=True)
-class PhaseSettings:
-    """One training phase's budget (teacher or student), resolved from the config's `train`."""
-
-    epochs: int
-    lr: float
-    batch_size: int
-    patience: int
-    min_epochs: int
-    prior_bias: bool
-    amp: bool | str
-    device: str
-    schedule: str = "constant"
-
-    @classmethod
-    def from_config(cls, train_config: Mapping[str, Any], phase: str, arch: str) -> PhaseSettings:
-        """The phase's settings; train.lr_by_arch overrides the phase's learning rate per arch."""
-        budget = train_config[phase]
-        by_arch = train_config.get("lr_by_arch", {}).get(arch, {})
-        return cls(
-            epochs=budget["epochs"],
-            lr=by_arch.get(phase, budget["lr"]),
-            batch_size=budget["batch_size"],
-            patience=budget["patience"],
-            min_epochs=budget.get("min_epochs", 1),
-            prior_bias=train_config.get("prior_bias", True),
-            amp=train_config.get("amp", "auto"),
-            device=train_config.get("device", "auto"),
-            schedule=budget.get("schedule", "constant"),
-        )
+    return TrainResult(
+        best_state, history, best.epoch, best.f1, best.threshold, str(device), stop_reason
+    )
 
 
 def frequency_f1(train_labels: np.ndarray | torch.Tensor, val_labels: np.ndarray) -> float:
@@ -320,14 +415,15 @@ def train_phase(
     splits: Mapping[str, Mapping[str, np.ndarray]],
     settings: PhaseSettings,
     *,
-    loss: LossSpec,
+    kd: KDSettings | None,
     seed: int,
     log: Callable[[str], None] | None = None,
     initial_candidate: bool = False,
 ) -> TrainResult:
-    """train_model on splits' val (and test, recorded only) with one phase's settings; the
-    output bias first starts at the labels' log-odds when settings.prior_bias (never for an
-    initial candidate, a warm start whose bias is already trained)."""
+    """train_model on splits' val (and test, recorded only) with one phase's settings and kd
+    (None: BCE on labels); the output bias first starts at the labels' log-odds when
+    settings.prior_bias (never for an initial candidate, a warm start whose bias is already
+    trained)."""
     if settings.prior_bias and not initial_candidate:
         init_output_bias(model, train[1])
     plateau = frequency_f1(train[1], splits["val"]["labels"])
@@ -337,18 +433,11 @@ def train_phase(
         model,
         train,
         (splits["val"]["inputs"], splits["val"]["labels"]),
-        test=(splits["test"]["inputs"], splits["test"]["labels"]),
-        loss=loss,
-        epochs=settings.epochs,
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        patience=settings.patience,
-        min_epochs=settings.min_epochs,
+        settings,
         seed=seed,
-        device=resolve_device(settings.device),
-        amp=settings.amp,
-        log=log,
+        kd=kd,
+        test=(splits["test"]["inputs"], splits["test"]["labels"]),
         plateau_f1=plateau,
-        schedule=settings.schedule,
         initial_candidate=initial_candidate,
+        log=log,
     )

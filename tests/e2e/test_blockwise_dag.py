@@ -11,11 +11,12 @@ import networkx as nx
 import pytest
 import yaml
 
-from packd.checkpoint import model_from_checkpoint
+from packd.config import validate_config
 from packd.methods import names_in_folder
 from packd.models import count_parameters
-from packd.stages.blockwise import block_count, blockwise_settings
-from tests.conftest import copy_workflow, run_snakemake
+from packd.networks import model_from_checkpoint
+from packd.plan import block_count
+from tests.conftest import SCHEMA, copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +93,8 @@ def test_no_block_job_is_upstream_of_another(dag: nx.DiGraph) -> None:
 
 def test_each_student_assembles_all_blocks_of_one_teacher(workdir: Path, dag: nx.DiGraph) -> None:
     config = yaml.safe_load((workdir / CONFIG).read_text())
-    settings = blockwise_settings(config.get("blockwise"))
+    validate_config(config, SCHEMA, workdir)  # as the rules see it: the schema's defaults filled
+    settings = config["blockwise"]
     methods = [name for name in names_in_folder("blockwise") if name in config["methods"]]
     expected = Counter(
         block_count(arch, config["models"][arch]["teacher"], settings["layers_per_block"][arch])

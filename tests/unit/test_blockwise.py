@@ -10,18 +10,15 @@ from packd.blockwise import (
     blockwise_header,
     blockwise_parameter_counts,
     build_blockwise_student,
-    load_block_activations,
-    load_block_pair,
     replacement_blocks,
     replacement_settings,
-    save_block_activations,
     teacher_blocks,
     train_block,
     train_blocks_sequentially,
 )
 from packd.checkpoint import load_checkpoint, save_checkpoint
 from packd.models import build_model, count_parameters, init_output_bias
-from packd.train import train_model
+from packd.train import PhaseSettings, train_model
 
 # (arch, tiny teacher size, replacement size, expected number of blocks)
 CASES = [
@@ -142,24 +139,6 @@ def test_activations_chain_through_the_teacher_blocks():
         np.testing.assert_allclose(
             split.post(torch.from_numpy(boundaries[-1])).numpy(), split(inputs).numpy(), atol=1e-6
         )
-
-
-def test_activations_npz_round_trip(tmp_path):
-    rng = np.random.default_rng(0)
-    boundaries = [rng.standard_normal((5, 10, 3)).astype(np.float32) for _ in range(3)]
-    exact, half = tmp_path / "exact.npz", tmp_path / "half.npz"
-    save_block_activations(exact, boundaries, dtype="float32")
-    save_block_activations(half, boundaries)
-    for stored, boundary in zip(load_block_activations(exact), boundaries, strict=True):
-        np.testing.assert_array_equal(stored, boundary)
-    halves = load_block_activations(half)
-    assert [a.dtype for a in halves] == [np.float16] * 3
-    np.testing.assert_allclose(halves[2].astype(np.float32), boundaries[2], rtol=1e-3, atol=1e-3)
-    block_inputs, block_targets = load_block_pair(exact, 1)
-    np.testing.assert_array_equal(block_inputs, boundaries[1])
-    np.testing.assert_array_equal(block_targets, boundaries[2])
-    with pytest.raises(ValueError, match="not block 2"):
-        load_block_pair(exact, 2)
 
 
 def test_separable_replacement_learns_a_separable_teacher_conv_exactly():
@@ -283,12 +262,8 @@ def test_assembled_student_trains_with_train_model():
         student,
         (inputs, labels),
         (inputs[:16], labels[:16]),
-        epochs=1,
-        lr=0.01,
-        batch_size=16,
-        patience=1,
+        PhaseSettings(epochs=1, lr=0.01, batch_size=16, patience=1, device="cpu"),
         seed=0,
-        device="cpu",
     )
     assert len(result.history) == 1
     assert any(not torch.equal(before[n], t) for n, t in result.best_state.items())

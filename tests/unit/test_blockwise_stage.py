@@ -10,22 +10,22 @@ import pytest
 import torch
 
 from packd.blockwise import block_activations, replacement_blocks, teacher_blocks
-from packd.checkpoint import (
-    checkpoint_header,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-)
+from packd.cell import Cell
+from packd.checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
+from packd.config import ConfigError, with_schema_defaults
 from packd.dataset import save_split
+from packd.kd_settings import KDSettings
 from packd.methods import method_settings
 from packd.models import build_model, count_parameters
-from packd.stages.blockwise import (
-    BLOCKWISE_DEFAULTS,
-    assemble_blockwise,
+from packd.networks import model_from_checkpoint
+from packd.plan import (
     block_count,
     block_output_sizes,
     block_priorities,
-    blockwise_settings,
+)
+from packd.stages.blockwise import (
+    AssemblySettings,
+    assemble_blockwise,
     boundary_path,
     distill_block,
     distill_blocks_sequentially,
@@ -35,21 +35,26 @@ from packd.stages.blockwise import (
     subsample_rows,
 )
 from packd.stages.training import student_training_data
+from tests.conftest import SCHEMA
 
 TEACHER_SIZE = {"dim": 16, "depth": 2}
 REPLACEMENT_SIZE = {"width": 0.5, "layers_per_block": 1}
 BLOCK_TRAINING = {"epochs": 2, "lr": 0.01, "batch_size": 64}
-TRAIN = {
-    "device": "cpu",
-    "amp": False,
-    "teacher": {"epochs": 1, "lr": 0.01, "batch_size": 64, "patience": 1},
-    "student": {"epochs": 3, "lr": 0.01, "batch_size": 64, "patience": 3},
-}
-CONFIG = {
-    "cluster": {"features": "a", "k": 2},
-    "kd": {"packd": {"alpha": 0.5, "temperature": 2.0}},
-}
+# Config sections as the rules pass them: the schema's defaults filled in
+TRAIN = with_schema_defaults(
+    "train",
+    {
+        "device": "cpu",
+        "amp": False,
+        "teacher": {"epochs": 1, "lr": 0.01, "batch_size": 64, "patience": 1},
+        "student": {"epochs": 3, "lr": 0.01, "batch_size": 64, "patience": 3},
+    },
+    SCHEMA,
+)
+KD = {"packd": {"alpha": 0.5, "temperature": 2.0}, "authors": {"alpha": 0.5, "temperature": 5.0}}
+CONFIG = {"cluster": {"features": "a", "k": 2}, "kd": with_schema_defaults("kd", KD, SCHEMA)}
 SPLIT_SIZES = {"train": 300, "val": 120, "test": 100}
+BLOCK_CELL = Cell(seed=3, app="syn", arch="mixer")  # the block jobs' cell
 
 
 @pytest.fixture(autouse=True)
@@ -92,10 +97,9 @@ def activations(app: dict[str, Path]) -> Path:
     blocks = save_teacher_block_activations(
         app["all"],
         app,
-        "mixer",
+        Cell(seed=5, app="syn", arch="mixer"),
         1,
         {"train": 200, "val": None},
-        seed=5,
         activations_dir=activations_dir,
         device="cpu",
     )
@@ -109,8 +113,8 @@ def block_paths(app: dict[str, Path], activations: Path) -> list[Path]:
     for index in range(2):
         paths.append(activations.parent / f"block{index}.pt")
         distill_block(
-            activations, app["all"], "mixer", index, REPLACEMENT_SIZE, BLOCK_TRAINING, 3,
-            paths[-1], "syn", device="cpu",
+            activations, app["all"], BLOCK_CELL, index, REPLACEMENT_SIZE, BLOCK_TRAINING,
+            paths[-1], device="cpu",
         )  # fmt: skip
     return paths
 
@@ -147,14 +151,20 @@ def test_block_count_refuses_grouped_resnet_stages() -> None:
         block_count("resnet", {"block": "basic", "layers": [1, 1], "width": 4}, 2)
 
 
-def test_settings_fill_missing_keys_and_refuse_unknown_ones() -> None:
-    settings = blockwise_settings({"width": 0.5, "layers_per_block": {"mixer": 2}})
+def test_blockwise_settings_left_out_take_the_schemas_defaults() -> None:
+    settings = with_schema_defaults(
+        "blockwise", {"width": 0.5, "layers_per_block": {"mixer": 2}}, SCHEMA
+    )
     assert settings["width"] == 0.5
     assert settings["layers_per_block"] == {"lstm": 1, "mixer": 2, "resnet": 1}
-    assert settings["block"] == BLOCKWISE_DEFAULTS["block"]
-    assert blockwise_settings(None) == BLOCKWISE_DEFAULTS
-    with pytest.raises(ValueError, match="widht"):
-        blockwise_settings({"widht": 0.5})
+    assert settings["block"] == {"epochs": 5, "lr": 0.005, "batch_size": 256}
+    assert settings["fine_tune"] == {"epochs": None}
+    assert with_schema_defaults("blockwise", {}, SCHEMA)["max_samples"] == {
+        "train": 20000,
+        "val": 5000,
+    }
+    with pytest.raises(ConfigError, match="widht"):
+        with_schema_defaults("blockwise", {"widht": 0.5}, SCHEMA)
 
 
 def test_subsample_is_seeded_sorted_and_unique() -> None:
@@ -207,8 +217,8 @@ def test_sequential_baseline_trains_the_same_blocks(
     app: dict[str, Path], activations: Path, block_paths: list[Path]
 ) -> None:
     paths = distill_blocks_sequentially(
-        activations, app["all"], "mixer", REPLACEMENT_SIZE, BLOCK_TRAINING, 3,
-        activations.parent / "sequential", "syn", device="cpu",
+        activations, app["all"], BLOCK_CELL, REPLACEMENT_SIZE, BLOCK_TRAINING,
+        activations.parent / "sequential", device="cpu",
     )  # fmt: skip
     assert [path.name for path in paths] == ["block0.pt", "block1.pt"]
     for sequential, parallel in zip(paths, block_paths, strict=True):
@@ -228,9 +238,12 @@ def test_assembled_student_is_fine_tuned_and_rebuilt_from_its_checkpoint(
     settings = method_settings(method, CONFIG)
     path = app["all"].parent / f"{method}.pt"
     distilled = settings["soft_targets"] is not None
+    assembly = AssemblySettings(
+        method=method, method_settings=settings, replacement_size=REPLACEMENT_SIZE,
+        train_config=TRAIN, fine_tune_epochs=2,
+    )  # fmt: skip
     assemble_blockwise(
-        app["all"], block_paths, app, "mixer", REPLACEMENT_SIZE, settings, TRAIN,
-        fine_tune_epochs=2, seed=1, checkpoint_path=path, app="syn", method=method,
+        Cell(seed=1, app="syn", arch="mixer"), assembly, app["all"], block_paths, app, path,
         teacher_paths=[app["c0"], app["c1"]] if distilled else [],
         clusters_path=app["clusters"] if distilled else None,
     )  # fmt: skip
@@ -250,10 +263,10 @@ def test_soft_targets_come_from_each_samples_cluster_teacher(app: dict[str, Path
     inputs = np.load(app["train"])["inputs"]
     labels = np.zeros((len(inputs), 256), dtype=bool)
     settings = method_settings("blockwise_packd", CONFIG)
-    (_, _, soft_logits), loss = student_training_data(
+    (_, _, soft_logits), kd = student_training_data(
         inputs, labels, settings, [app["c0"], app["c1"]], app["clusters"], "cpu"
     )
-    assert loss == ("kd", 0.5, 2.0, True)
+    assert kd == KDSettings(alpha=0.5, temperature=2.0, scale_soft_by_t2=True)
     routes = (inputs[:, -1, 0] > 0.5).astype(np.int64)
     for cluster in (0, 1):
         teacher, _ = model_from_checkpoint(app[f"c{cluster}"])
@@ -267,5 +280,5 @@ def test_soft_targets_come_from_each_samples_cluster_teacher(app: dict[str, Path
         student_training_data(
             inputs, labels, method_settings("blockwise", CONFIG), [], None, "cpu"
         )[1]
-        == "bce"
+        is None
     )

@@ -7,6 +7,9 @@ from packd.clustering import (
     cluster_features,
     fit_clusters,
     hash_pcs_16bit,
+    load_centroids,
+    route_samples,
+    save_centroids,
 )
 
 
@@ -111,3 +114,20 @@ def test_cluster_model_dict_round_trip():
     np.testing.assert_array_equal(
         assign_clusters(model, features), assign_clusters(restored, features)
     )
+
+
+@pytest.mark.parametrize("feature_set", ["a", "i", "d"])
+def test_routing_from_saved_centroids_equals_the_fitted_models_assignment(tmp_path, feature_set):
+    train, later = _arrays(300, seed=1), _arrays(200, seed=2)
+    model = fit_clusters(cluster_features(train, feature_set), k=3, seed=4, n_init=2)
+    path = tmp_path / "centroids.json"
+    save_centroids(path, model, feature_set)
+    restored, restored_set = load_centroids(path)
+    assert restored_set == feature_set
+    np.testing.assert_array_equal(restored.centers, model.centers)  # exact, raw addresses too
+    np.testing.assert_array_equal(restored.quantiles, model.quantiles)
+    for arrays in (train, later):
+        expected = assign_clusters(model, cluster_features(arrays, feature_set))
+        np.testing.assert_array_equal(route_samples(path, arrays), expected)
+    empty = {key: values[:0] for key, values in later.items()}
+    assert route_samples(path, empty).shape == (0,)

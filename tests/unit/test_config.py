@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,9 @@ from packd.config import (
     ConfigError,
     check_config,
     validate_config,
+    with_schema_defaults,
 )
-from tests.conftest import REPO
-
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+from tests.conftest import REPO, SCHEMA
 
 
 def load(name: str) -> dict:
@@ -239,3 +239,123 @@ def test_arch_without_sizes_is_named() -> None:
     del config["models"]["mixer"]
     with pytest.raises(ConfigError, match="models.mixer"):
         check_config(config, base_dir=REPO)
+
+
+# One home for a default: the schema. validate_config fills its defaults in, so that the rules
+# and the package read every setting with a plain lookup and never keep a second value.
+SCHEMA_READERS = [
+    REPO / "Snakefile",
+    *sorted((REPO / "workflow/rules").glob("*.smk")),
+    *sorted((REPO / "workflow/scripts").glob("*.py")),
+    *sorted((REPO / "src/packd").rglob("*.py")),
+]
+# `.get(<key>, <fallback>)`: the fallback is a second home for the key's default
+GET_WITH_FALLBACK = re.compile(
+    r"""\.get\(\s*["'](?P<key>\w+)["']\s*,\s*(?P<fallback>[^)\s][^)]*)\)"""
+)
+# `.get(...)` calls that read no config section, where a key shares a setting's name
+NOT_CONFIG_READS = {
+    # checkpoint headers: a training history, the device a model trained on
+    ("src/packd/stages/evaluation.py", "history"),
+    ("src/packd/stages/evaluation.py", "device"),
+    # a replacement size (packd.plan.replacement_size_of gives both keys): for a direct caller,
+    # one teacher layer per block
+    ("src/packd/blockwise/replacements.py", "layers_per_block"),
+}
+
+
+def _resolved(subschema: dict, schema: dict) -> dict:
+    """A subschema with its local $ref followed (its own keys beside it win)."""
+    ref = subschema.get("$ref", "")
+    if not ref.startswith("#/"):
+        return subschema
+    target = schema
+    for part in ref[2:].split("/"):
+        target = target[part]
+    return {**target, **{key: value for key, value in subschema.items() if key != "$ref"}}
+
+
+def _defaults(subschema: dict, schema: dict, path: tuple = ()):
+    """(path, default) of every property with a default, through nested properties and list
+    items ("[]" in the path: each item)."""
+    subschema = _resolved(subschema, schema)
+    if isinstance(subschema.get("items"), dict):
+        yield from _defaults(subschema["items"], schema, (*path, "[]"))
+    for key, property_schema in subschema.get("properties", {}).items():
+        property_schema = _resolved(property_schema, schema)
+        if "default" in property_schema:
+            yield (*path, key), property_schema["default"]
+        yield from _defaults(property_schema, schema, (*path, key))
+
+
+def _values_at(value, path: tuple):
+    """The values at a path of _defaults in a config (one per list item); fails if one is
+    missing."""
+    if not path:
+        yield value
+        return
+    key, *rest = path
+    if key == "[]":
+        for item in value:
+            yield from _values_at(item, tuple(rest))
+        return
+    assert key in value, f"{key}: not filled in"
+    yield from _values_at(value[key], tuple(rest))
+
+
+def test_validation_fills_every_schema_default_so_a_plain_lookup_finds_it() -> None:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    config = load("tests/configs/tiny.yaml")
+    # Every optional section left out: the schema alone supplies it
+    for section in ("blockwise", "frontier", "evaluate"):
+        config.pop(section, None)
+    config["evaluate"] = {}
+    validate_config(config, SCHEMA, REPO)
+    for path, default in _defaults(schema, schema):
+        values = list(_values_at(config, path))
+        if path[0] in ("blockwise", "frontier", "evaluate") and not isinstance(default, dict):
+            assert values == [default], ".".join(path)
+
+
+def test_no_rule_reads_a_config_value_with_a_fallback() -> None:
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not re.search(r"config\b.*\.get\([^)]*,", line), f"{path.name}:{number}: {line}"
+
+
+def test_a_schema_default_has_no_second_home_in_the_rules_scripts_or_package() -> None:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    keys = {path[-1] for path, _ in _defaults(schema, schema)}
+    second_homes = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in SCHEMA_READERS
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for match in GET_WITH_FALLBACK.finditer(line)
+        if match["key"] in keys
+        and match["fallback"].strip() != "None"
+        and (str(path.relative_to(REPO)), match["key"]) not in NOT_CONFIG_READS
+    ]
+    assert not second_homes, "defaults belong in the schema alone:\n" + "\n".join(second_homes)
+
+
+def test_the_replays_constants_are_the_schemas_defaults() -> None:
+    """packd.plan's constants are library defaults for direct callers; the rules pass the
+    config's values. They must not disagree with the schema's defaults."""
+    from packd.plan import DEFAULT_DEGREE, DEFAULT_FILTER_WINDOW
+
+    evaluate = yaml.safe_load(SCHEMA.read_text())["properties"]["evaluate"]["properties"]
+    assert evaluate["prefetch_degree"]["default"] == DEFAULT_DEGREE
+    assert evaluate["prefetch_filter_window"]["default"] == DEFAULT_FILTER_WINDOW
+
+
+def test_a_hand_written_section_takes_the_schemas_defaults() -> None:
+    train = with_schema_defaults(
+        "train", {"teacher": {"epochs": 1, "lr": 0.1, "batch_size": 8, "patience": 1},
+                  "student": {"epochs": 1, "lr": 0.1, "batch_size": 8, "patience": 1}}, SCHEMA
+    )  # fmt: skip
+    assert train["teacher"]["min_epochs"] == 1 and train["teacher"]["schedule"] == "constant"
+    assert train["device"] == "auto" and train["cluster_teachers"]["epochs"] == 4
+    with pytest.raises(ConfigError, match="invalid train section: teacher.epochs"):
+        with_schema_defaults(
+            "train", {**train, "teacher": {**train["teacher"], "epochs": 0}}, SCHEMA
+        )

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from packd.distill import bce_loss, bernoulli_kl, kd_loss, teacher_soft_logits
+from packd.kd_settings import KDSettings
 
 
 def _batch(seed: int = 0):
@@ -17,7 +18,9 @@ def _batch(seed: int = 0):
 @pytest.mark.parametrize("temperature", [1.0, 5.0])
 def test_kd_loss_zero_when_student_equals_teacher_and_alpha_zero(temperature):
     _, teacher, labels = _batch()
-    loss = kd_loss(teacher.clone(), teacher, labels, alpha=0.0, temperature=temperature)
+    loss = kd_loss(
+        teacher.clone(), teacher, labels, KDSettings(0.0, temperature, scale_soft_by_t2=True)
+    )
     assert abs(float(loss)) < 1e-6
 
 
@@ -41,7 +44,8 @@ def test_kl_matches_direct_formula():
 def test_alpha_one_is_bce():
     student, teacher, labels = _batch()
     torch.testing.assert_close(
-        kd_loss(student, teacher, labels, alpha=1.0, temperature=3.0), bce_loss(student, labels)
+        kd_loss(student, teacher, labels, KDSettings(1.0, 3.0, scale_soft_by_t2=True)),
+        bce_loss(student, labels),
     )
 
 
@@ -49,7 +53,9 @@ def test_gradient_step_moves_student_toward_teacher():
     student, teacher, labels = _batch()
     temperature = 2.0
     student = student.requires_grad_()
-    kd_loss(student, teacher, labels, alpha=0.0, temperature=temperature).backward()
+    kd_loss(
+        student, teacher, labels, KDSettings(0.0, temperature, scale_soft_by_t2=True)
+    ).backward()
     stepped = student.detach() - 100.0 * student.grad
     before = (
         torch.sigmoid(student.detach() / temperature) - torch.sigmoid(teacher / temperature)
@@ -91,11 +97,11 @@ def test_standard_kd_is_one_teacher_and_missing_teacher_raises():
 
 def test_soft_term_is_scaled_by_t_squared_unless_switched_off():
     student, teacher, labels = _batch()
-    scaled = kd_loss(student, teacher, labels, alpha=0.0, temperature=5.0)
-    unscaled = kd_loss(student, teacher, labels, alpha=0.0, temperature=5.0, scale_soft_by_t2=False)
+    scaled = kd_loss(student, teacher, labels, KDSettings(0.0, 5.0, scale_soft_by_t2=True))
+    unscaled = kd_loss(student, teacher, labels, KDSettings(0.0, 5.0, scale_soft_by_t2=False))
     torch.testing.assert_close(scaled, 25.0 * unscaled)
     # At T=1 the two forms agree, so PaCKD's default setting is the same either way.
     torch.testing.assert_close(
-        kd_loss(student, teacher, labels, alpha=0.3, temperature=1.0),
-        kd_loss(student, teacher, labels, alpha=0.3, temperature=1.0, scale_soft_by_t2=False),
+        kd_loss(student, teacher, labels, KDSettings(0.3, 1.0, scale_soft_by_t2=True)),
+        kd_loss(student, teacher, labels, KDSettings(0.3, 1.0, scale_soft_by_t2=False)),
     )

@@ -7,18 +7,12 @@ import torch
 import yaml
 from torch import nn
 
-from packd import hashing, roast_native
-from packd.hashing import (
-    HashedNetWeight,
-    RoastArray,
-    RoastWeight,
-    VirtualLSTM,
-    compress_from_header,
-    compress_model,
-    hashing_header,
-    split_budget,
-)
+from packd import hashing, roast, roast_native
+from packd.hashed_layers import VirtualLSTM
+from packd.hashednet import HashedNetWeight, split_budget
+from packd.hashing import compress_from_header, compress_model, hashing_header
 from packd.models import build_model, count_parameters
+from packd.roast import RoastArray, RoastWeight
 from tests.conftest import REPO
 
 ARCHS = ("lstm", "mixer", "resnet")
@@ -246,13 +240,13 @@ def test_a_training_forward_gathers_once_and_matches_per_layer_gathers(
     array = model.roast_array
     inputs = torch.rand(4, 10, 10)
     gathers = []
-    original = hashing.read_matrices
+    original = roast.read_matrices
 
     def counted(array, readers):
         gathers.append(len(readers))  # matrices gathered by this call
         return original(array, readers)
 
-    monkeypatch.setattr(hashing, "read_matrices", counted)
+    monkeypatch.setattr(roast, "read_matrices", counted)
     model(inputs).square().sum().backward()
     one_pass_grads = [p.grad.clone() for p in model.parameters()]
     assert gathers == [len(array.readers)]
@@ -421,7 +415,7 @@ def test_roast_scales_are_relative_to_the_arrays_init_std():
     model = compress_model(teacher, "roast", count_parameters(teacher) // 4, seed=0)
     matrices = [m for module in teacher.modules() for m in hashing.hashed_matrices(module)]
     unit = hashing_header(model)["scale_unit"]
-    assert unit == hashing.roast_scale_unit(matrices) == model.hashing_spec.scale_unit
+    assert unit == roast.roast_scale_unit(matrices) == model.hashing_spec.scale_unit
     assert model.roast_array.weight.std().item() == pytest.approx(unit, rel=0.05)
     scales = [reader.scale for reader in model.roast_array.readers]
     assert scales == [std / unit for _, _, std in matrices]
@@ -472,7 +466,7 @@ def test_compress_model_rejects_bad_kind_and_containers():
 
 
 def test_a_tiny_budget_gets_a_smaller_tile_that_fits() -> None:
-    from packd.hashing import fitting_tile
+    from packd.roast import fitting_tile
 
     assert fitting_tile(100_000, (32, 32)) == (32, 32)
     assert fitting_tile(876, (32, 32)) == (8, 8)

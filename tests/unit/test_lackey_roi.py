@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import packd.tracing as tracing
+from packd.plan import command_program_path
 from packd.tracing import (
     TracingError,
-    _LackeyParser,
-    command_program_path,
     function_symbols,
+    lackey,
     resolve_command,
     trace_command_lackey,
 )
+from packd.tracing.lackey_parser import _LackeyParser
 
 N_ELEMENTS = 500
 # A gather loop (two loads per element) in a function that really runs, and the traps: an
@@ -250,7 +250,7 @@ def test_inlined_functions_fail_before_the_run(
         assert not str(cmd[0]).endswith("valgrind"), "valgrind was started"
         return real_popen(cmd, *args, **kwargs)
 
-    monkeypatch.setattr(tracing.subprocess, "Popen", no_valgrind)
+    monkeypatch.setattr(lackey.subprocess, "Popen", no_valgrind)
     binary = programs[(compiler, True)]
     # always_inline with external linkage: nm lists it, but nothing calls it.
     assert any(s.demangled.startswith("roi::scaled(") for s in function_symbols(binary))

@@ -2,12 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from packd.checkpoint import (
-    checkpoint_header,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-)
+from packd.checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
 from packd.models import (
     MODEL_BUILDERS,
     PAPER_SIZES,
@@ -16,6 +11,7 @@ from packd.models import (
     init_output_bias,
     model_bytes,
 )
+from packd.networks import model_from_checkpoint
 
 SMALL_SIZES = {
     "frequency": {},

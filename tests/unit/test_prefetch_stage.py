@@ -11,14 +11,21 @@ import pytest
 import torch
 
 from packd.cache import levels_from_config
-from packd.checkpoint import checkpoint_header, load_models, save_checkpoint
-from packd.clustering import load_cluster_ids
+from packd.checkpoint import checkpoint_header, save_checkpoint
+from packd.clustering import (
+    assign_clusters,
+    cluster_features,
+    fit_clusters,
+    load_cluster_ids,
+    route_samples,
+)
+from packd.config import with_schema_defaults
 from packd.dataset import load_split
 from packd.distill import teacher_soft_logits
 from packd.models import build_model
+from packd.networks import load_models
+from packd.plan import CLASSIC_PREFETCHERS, DEFAULT_FILTER_WINDOW
 from packd.prefetch import (
-    CLASSIC_PREFETCHERS,
-    DEFAULT_FILTER_WINDOW,
     Prefetches,
     classic_prefetches,
     filter_prefetches,
@@ -31,33 +38,45 @@ from packd.prefetch import (
 )
 from packd.stages.data import build_dataset, cluster
 from packd.stages.prefetch import (
+    PrefetchSettings,
     prefetch_app,
     prefetch_outputs,
     read_test_range,
-    route_by_refit_clusters,
     stream_samples,
 )
 from packd.tables import PREFETCH_COLUMNS, PREFETCH_VALUES, prefetch_table
 from packd.trace_io import write_trace_parquet
+from tests.conftest import SCHEMA
 
 HISTORY = 10
 DEGREE = 2
 SIZE = {"hidden": 8, "layers": 1}
-DATASET = {
-    "history": HISTORY,
-    "look_forward": 16,
-    "delta_bound": 128,
-    "max_accesses": 2800,  # the dataset's cap: the test range must end where it ends
-    "split": {"warmup": 0.05, "train": 0.7, "val": 0.2, "val_blocks": 2},
-    "max_samples": {"train": 1000, "test": 200},  # test.npz: a random subset of the test range
-}
-CACHE = {
-    "line_bytes": 64,
-    "levels": [
-        {"name": "L1D", "size_kib": 1, "ways": 2},
-        {"name": "LLC", "size_kib": 4, "ways": 4},
-    ],
-}
+# Config sections as the rules pass them: the schema's defaults filled in
+DATASET = with_schema_defaults(
+    "dataset",
+    {
+        "history": HISTORY,
+        "look_forward": 16,
+        "delta_bound": 128,
+        "max_accesses": 2800,  # the dataset's cap: the test range must end where it ends
+        "split": {"warmup": 0.05, "train": 0.7, "val": 0.2, "val_blocks": 2},
+        "max_samples": {"train": 1000, "test": 200},  # test.npz: a random subset of the test range
+    },
+    SCHEMA,
+)
+CACHE = with_schema_defaults(
+    "cache",
+    {
+        "line_bytes": 64,
+        "levels": [
+            {"name": "L1D", "size_kib": 1, "ways": 2},
+            {"name": "LLC", "size_kib": 4, "ways": 4},
+        ],
+    },
+    SCHEMA,
+)
+# prefetch_app's settings from the config's `evaluate` and `train.device`, as the rule passes them
+REPLAY = {"max_accesses": None, "device_name": "cpu", "filter_window": DEFAULT_FILTER_WINDOW}
 CLUSTERING = {"features": "a", "k": 2, "seed": 0, "n_init": 2, "min_cluster_fraction": 0.01}
 
 
@@ -85,6 +104,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     build_dataset(paths["trace"], DATASET, splits, root / "sizes.json", seed=3)
     paths.update(splits)
     paths["clusters"] = root / "a-k2.parquet"
+    paths["centroids"] = root / "a-k2.centroids.json"
     cluster(
         splits,
         CLUSTERING["features"],
@@ -93,6 +113,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         CLUSTERING["n_init"],
         CLUSTERING["min_cluster_fraction"],
         paths["clusters"],
+        paths["centroids"],
         root / "sizes.csv",
         root / "clusters.png",
     )
@@ -161,10 +182,11 @@ def ran(app, tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
     keys = [*checkpoints, *(f"classic/{name}" for name in CLASSIC_PREFETCHERS)]
     out_paths = {key: (out / f"{key}.txt", out / f"{key}.json") for key in keys}
-    clustering = {**CLUSTERING, **{name: app[name] for name in ("train", "test", "clusters")}}
     reports = prefetch_app(
         app["trace"], DATASET, CACHE, checkpoints, dict.fromkeys(checkpoints, app["metrics"]),
-        out_paths, clustering, degree=DEGREE, distance=3, seed=5,
+        out_paths, app["centroids"],
+        settings=PrefetchSettings(degree=DEGREE, distance=3, prefetch_filter=True, **REPLAY),
+        seed=5,
     )  # fmt: skip
     written = {key: read_prefetch_file(paths[0], degree=DEGREE) for key, paths in out_paths.items()}
     return {"reports": dict(zip(keys, reports, strict=True)), "written": written, "out": out_paths}
@@ -176,11 +198,11 @@ def ran_raw(app, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("prefetch_app_raw")
     keys = ["lstm/teacher", "classic/next_line"]
     out_paths = {key: (out / f"{key}.txt", out / f"{key}.json") for key in keys}
-    clustering = {**CLUSTERING, **{name: app[name] for name in ("train", "test", "clusters")}}
     reports = prefetch_app(
         app["trace"], DATASET, CACHE, {"lstm/teacher": [app["all"]]},
-        {"lstm/teacher": app["metrics"]}, out_paths, clustering, degree=DEGREE, distance=3,
-        seed=5, prefetch_filter=False,
+        {"lstm/teacher": app["metrics"]}, out_paths, app["centroids"],
+        settings=PrefetchSettings(degree=DEGREE, distance=3, prefetch_filter=False, **REPLAY),
+        seed=5,
     )  # fmt: skip
     written = {key: read_prefetch_file(paths[0], degree=DEGREE) for key, paths in out_paths.items()}
     return {"reports": dict(zip(keys, reports, strict=True)), "written": written}
@@ -241,17 +263,25 @@ def test_filtered_model_prefetches_are_the_filtered_ranked_bits(app, ran, ran_ra
     assert filtered["redundant"] < raw["redundant"]
 
 
-def test_routed_teachers_refit_the_stored_clusters_and_route_every_access(app, ran):
+def test_routed_teachers_route_every_access_as_the_refit_model_did(app, ran):
+    """The saved centroids route the stream's samples exactly as k-means fitted again with the
+    cluster rule's settings does (what the stage did before the centroids were saved)."""
     stream = read_test_range(app["trace"], DATASET)
     samples = stream_samples(stream, HISTORY)
-    test = load_split(app["test"])
-    routes = route_by_refit_clusters(
-        load_split(app["train"]),
-        test,
-        **{key: CLUSTERING[key] for key in ("features", "k", "seed", "n_init")},
+    features = CLUSTERING["features"]
+    refit = fit_clusters(
+        cluster_features(load_split(app["train"]), features),
+        k=CLUSTERING["k"],
+        seed=CLUSTERING["seed"],
+        n_init=CLUSTERING["n_init"],
         min_cluster_fraction=CLUSTERING["min_cluster_fraction"],
     )
-    np.testing.assert_array_equal(routes, load_cluster_ids(app["clusters"])["test"])
+    routes = route_samples(app["centroids"], samples)
+    expected = assign_clusters(refit, cluster_features(samples, features))
+    np.testing.assert_array_equal(routes, expected)
+    assert len(set(routes.tolist())) == CLUSTERING["k"]  # both teachers are asked
+    test_routes = route_samples(app["centroids"], load_split(app["test"]))
+    np.testing.assert_array_equal(test_routes, load_cluster_ids(app["clusters"])["test"])
     routed, single = ran["written"]["lstm/packd_teachers"], ran["written"]["lstm/c0"]
     assert len(routed) > 0 and _per_load_counts(routed).max() <= DEGREE
     assert np.isin(routed.instr_ids, samples["instr_id"]).all()

@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from packd.checkpoint import load_checkpoint, load_models
+from packd.cell import Cell
+from packd.checkpoint import load_checkpoint
 from packd.clustering import load_cluster_ids
+from packd.config import with_schema_defaults
 from packd.dataset import load_split
 from packd.methods import method_settings
+from packd.networks import load_models
 from packd.stages.data import build_dataset, cluster
 from packd.stages.evaluation import evaluate, model_probabilities
 from packd.stages.training import (
@@ -24,22 +27,38 @@ from packd.stages.training import (
 )
 from packd.trace_io import write_trace_parquet
 from packd.train import PhaseSettings
+from tests.conftest import SCHEMA
 
 TINY_SIZES = {"teacher": {"hidden": 16, "layers": 1}, "student": {"hidden": 4, "layers": 1}}
-TRAIN = {
-    "device": "cpu",
-    "amp": False,
-    "teacher": {"epochs": 2, "lr": 0.01, "batch_size": 128, "patience": 2},
-    "student": {"epochs": 2, "lr": 0.01, "batch_size": 128, "patience": 2},
-    "cluster_teachers": {"init": "warm_start", "epochs": 2, "lr_factor": 0.5},
-}
+CELL = Cell(seed=1, app="syn", arch="lstm")
+# Config sections as the rules pass them: the schema's defaults filled in
+TRAIN = with_schema_defaults(
+    "train",
+    {
+        "device": "cpu",
+        "amp": False,
+        "teacher": {"epochs": 2, "lr": 0.01, "batch_size": 128, "patience": 2},
+        "student": {"epochs": 2, "lr": 0.01, "batch_size": 128, "patience": 2},
+        "cluster_teachers": {"init": "warm_start", "epochs": 2, "lr_factor": 0.5},
+    },
+    SCHEMA,
+)
 CONFIG = {
     "cluster": {"features": "a", "k": 2},
-    "kd": {
-        "packd": {"alpha": 0.5, "temperature": 1.0},
-        "standard_kd": {"alpha": 0.5, "temperature": 5.0},
-    },
+    "kd": with_schema_defaults(
+        "kd",
+        {
+            "packd": {"alpha": 0.5, "temperature": 1.0},
+            "authors": {"alpha": 0.5, "temperature": 5.0},
+        },
+        SCHEMA,
+    ),
 }
+
+
+def dataset_section(**values: object) -> dict:
+    """A dataset section as the rules pass it: the schema's defaults filled in."""
+    return with_schema_defaults("dataset", values, SCHEMA)
 
 
 @pytest.fixture(scope="module")
@@ -62,24 +81,27 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {"trace": root / "trace.parquet"}
     write_trace_parquet(trace, paths["trace"], {"source": "synthetic"})
     splits = {name: root / f"{name}.npz" for name in ("train", "val", "test")}
-    dataset = {
-        "history": 10,
-        "look_forward": 16,
-        "delta_bound": 128,
-        "split": {"warmup": 0.05, "train": 0.7, "val": 0.2, "val_blocks": 2},
-        "max_samples": {"train": 1500},
-    }
+    dataset = dataset_section(
+        history=10,
+        look_forward=16,
+        delta_bound=128,
+        split={"warmup": 0.05, "train": 0.7, "val": 0.2, "val_blocks": 2},
+        max_samples={"train": 1500},
+    )
     sizes = build_dataset(paths["trace"], dataset, splits, root / "sizes.json", seed=3)
     assert sizes["train"] == 1500 and sizes["val"] > 0 and sizes["test"] > 0
     paths.update(splits)
     paths["clusters"] = root / "a-k2.parquet"
-    cluster(splits, "a", 2, 0, 2, 0.01, paths["clusters"], root / "sizes.csv", root / "c.png")
+    centroids = root / "a-k2.centroids.json"
+    cluster(
+        splits, "a", 2, 0, 2, 0.01, paths["clusters"], centroids, root / "sizes.csv", root / "c.png"
+    )
     paths["teacher"] = root / "all.pt"
-    train_teacher(splits, "lstm", TINY_SIZES["teacher"], TRAIN, 1, paths["teacher"], "syn")
+    train_teacher(CELL, splits, TINY_SIZES["teacher"], TRAIN, paths["teacher"])
     for c in range(2):
         paths[f"c{c}"] = root / f"c{c}.pt"
         train_teacher(
-            splits, "lstm", TINY_SIZES["teacher"], TRAIN, 1, paths[f"c{c}"], "syn",
+            CELL, splits, TINY_SIZES["teacher"], TRAIN, paths[f"c{c}"],
             clusters_path=paths["clusters"], cluster_id=c, whole_app_teacher_path=paths["teacher"],
         )  # fmt: skip
     return paths
@@ -91,13 +113,13 @@ def splits_of(app: dict[str, Path]) -> dict[str, Path]:
 
 def test_build_dataset_subsamples_with_the_seed(app: dict[str, Path], tmp_path: Path) -> None:
     again = {name: tmp_path / f"{name}.npz" for name in ("train", "val", "test")}
-    dataset = {
-        "history": 10,
-        "look_forward": 16,
-        "delta_bound": 128,
-        "split": {"warmup": 0.05, "train": 0.7, "val": 0.2, "val_blocks": 2},
-        "max_samples": {"train": 1500},
-    }
+    dataset = dataset_section(
+        history=10,
+        look_forward=16,
+        delta_bound=128,
+        split={"warmup": 0.05, "train": 0.7, "val": 0.2, "val_blocks": 2},
+        max_samples={"train": 1500},
+    )
     build_dataset(app["trace"], dataset, again, tmp_path / "sizes.json", seed=3)
     first, second = load_split(app["train"]), load_split(again["train"])
     np.testing.assert_array_equal(first["instr_id"], second["instr_id"])
@@ -132,8 +154,8 @@ def test_train_student_and_evaluate(app: dict[str, Path], tmp_path: Path, method
     }[settings["soft_targets"]]
     checkpoint = tmp_path / f"{method}.pt"
     train_student(
-        splits_of(app), "lstm", TINY_SIZES, settings, TRAIN, 1, checkpoint, "syn",
-        method, teacher_paths=teachers, clusters_path=app["clusters"],
+        CELL, splits_of(app), TINY_SIZES, settings, TRAIN, checkpoint, method,
+        teacher_paths=teachers, clusters_path=app["clusters"],
     )  # fmt: skip
     header, _ = load_checkpoint(checkpoint)
     assert header["method"] == method and header["role"] == "student"
@@ -144,8 +166,8 @@ def test_train_student_and_evaluate(app: dict[str, Path], tmp_path: Path, method
         assert header["params"] < teacher_params
     out = tmp_path / f"{method}.json"
     metrics = evaluate(
-        splits_of(app), [checkpoint], out, "syn", "lstm", method,
-        latency_repeats=2, device_name="cpu",
+        CELL, splits_of(app), [checkpoint], out, method,
+        latency_repeats=2, device_name="cpu", degree=2,
     )  # fmt: skip
     assert json.loads(out.read_text())["f1"] == pytest.approx(metrics["f1"])
     assert metrics["test_selected_f1"] >= metrics["f1"] - 1e-12
@@ -180,8 +202,8 @@ def test_routed_teachers_score_each_sample_with_its_cluster_teacher(
         np.testing.assert_allclose(routed["train"][rows], alone["train"][rows], rtol=1e-5)
         assert not np.array_equal(routed["train"][~rows], alone["train"][~rows])
     metrics = evaluate(
-        splits_of(app), [app["c0"], app["c1"]], tmp_path / "r.json", "syn", "lstm",
-        "packd_teachers", clusters_path=app["clusters"], latency_repeats=2, device_name="cpu",
+        CELL, splits_of(app), [app["c0"], app["c1"]], tmp_path / "r.json", "packd_teachers",
+        clusters_path=app["clusters"], latency_repeats=2, device_name="cpu", degree=2,
     )  # fmt: skip
     assert metrics["params"] == sum(load_checkpoint(app[f"c{c}"])[0]["params"] for c in (0, 1))
 
@@ -192,12 +214,13 @@ def test_packd_with_one_cluster_trains_the_standard_kd_student(
     """Standard KD differs from PaCKD only in its teacher: with k=1 they are the same method."""
     clusters = tmp_path / "a-k1.parquet"
     splits = splits_of(app)
-    cluster(splits, "a", 1, 0, 1, 0.01, clusters, tmp_path / "s.csv", tmp_path / "c.png")
+    centroids = tmp_path / "a-k1.centroids.json"
+    cluster(splits, "a", 1, 0, 1, 0.01, clusters, centroids, tmp_path / "s.csv", tmp_path / "c.png")
     only_teacher = tmp_path / "c0.pt"
     # From scratch with one cluster, the cluster teacher is the whole-app teacher's run exactly
     scratch = {**TRAIN, "cluster_teachers": {"init": "scratch"}}
     train_teacher(
-        splits, "lstm", TINY_SIZES["teacher"], scratch, 1, only_teacher, "syn",
+        CELL, splits, TINY_SIZES["teacher"], scratch, only_teacher,
         clusters_path=clusters, cluster_id=0,
     )  # fmt: skip
     config = {**CONFIG, "cluster": {"features": "a", "k": 1}}
@@ -205,8 +228,8 @@ def test_packd_with_one_cluster_trains_the_standard_kd_student(
     for method, teachers in (("packd", [only_teacher]), ("standard_kd", [app["teacher"]])):
         checkpoint = tmp_path / f"{method}.pt"
         train_student(
-            splits, "lstm", TINY_SIZES, method_settings(method, config), TRAIN, 1, checkpoint,
-            "syn", method, teacher_paths=teachers, clusters_path=clusters,
+            CELL, splits, TINY_SIZES, method_settings(method, config), TRAIN, checkpoint, method,
+            teacher_paths=teachers, clusters_path=clusters,
         )  # fmt: skip
         states[method] = load_checkpoint(checkpoint)[1]
     assert states["packd"].keys() == states["standard_kd"].keys()
@@ -231,11 +254,9 @@ def test_a_warm_started_cluster_teacher_starts_from_the_whole_app_teacher(
 
 
 def test_cluster_teacher_phase_warm_start_and_step_parity() -> None:
-    settings = PhaseSettings.from_config(
-        {"teacher": {"epochs": 10, "lr": 0.002, "batch_size": 256, "patience": 5}},
-        "teacher",
-        "resnet",
-    )
+    budget = {"epochs": 10, "lr": 0.002, "batch_size": 256, "patience": 5}
+    train = with_schema_defaults("train", {"teacher": budget, "student": budget}, SCHEMA)
+    settings = PhaseSettings.from_config(train, "teacher", "resnet")
     warm, warm_start = cluster_teacher_phase(
         settings, {"init": "warm_start", "epochs": 3, "lr_factor": 0.5}, 1000, 3000
     )
@@ -255,8 +276,8 @@ def test_a_student_grid_selects_on_validation_and_later_seeds_replicate_the_choi
     for factor in (1.0, 2.0):
         candidates.append(tmp_path / f"lr{factor:g}.pt")
         header = train_student(
-            splits_of(app), "lstm", TINY_SIZES, settings, TRAIN, 1, candidates[-1], "syn",
-            "no_kd", lr_factor=factor,
+            CELL, splits_of(app), TINY_SIZES, settings, TRAIN, candidates[-1], "no_kd",
+            lr_factor=factor,
         )  # fmt: skip
         assert header["lr_factor"] == factor
     chosen_path, selection_path = tmp_path / "no_kd.pt", tmp_path / "no_kd.selection.json"
@@ -268,8 +289,8 @@ def test_a_student_grid_selects_on_validation_and_later_seeds_replicate_the_choi
     assert selection["lr_factor"] == max(best, key=best.get)
     assert [candidate["val_f1"] for candidate in selection["candidates"]] == list(best.values())
     later = train_student(
-        splits_of(app), "lstm", TINY_SIZES, settings, TRAIN, 2, tmp_path / "seed2.pt", "syn",
-        "no_kd", chosen_selection_path=selection_path,
+        Cell(seed=2, app="syn", arch="lstm"), splits_of(app), TINY_SIZES, settings, TRAIN,
+        tmp_path / "seed2.pt", "no_kd", chosen_selection_path=selection_path,
         selection_path=tmp_path / "seed2.selection.json", chosen_on_seed=1,
     )  # fmt: skip
     assert later["lr_factor"] == selection["lr_factor"]
@@ -282,7 +303,7 @@ def test_the_mlp_trains_in_the_teacher_phase(app: dict[str, Path], tmp_path: Pat
     assert method_settings("no_kd", CONFIG)["phase"] == "student"
     train = {**TRAIN, "teacher": {**TRAIN["teacher"], "epochs": 1}}
     header = train_student(
-        splits_of(app), "lstm", TINY_SIZES, method_settings("mlp", CONFIG), train, 1,
-        tmp_path / "mlp.pt", "syn", "mlp",
+        CELL, splits_of(app), TINY_SIZES, method_settings("mlp", CONFIG), train,
+        tmp_path / "mlp.pt", "mlp",
     )  # fmt: skip
     assert len(header["history"]) == 1  # the teacher's one epoch, not the student's two

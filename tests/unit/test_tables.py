@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from packd.methods import sweep_method_name
+from packd.methods import BudgetVariant, SweepVariant, variant_of
 from packd.tables import (
     COLLAPSE_F1_MARGIN,
-    COLLAPSE_TOP_K_DIFFERS,
+    PRIOR_TOP_K_DIFFERS,
     collapsed_cells,
     compression_table,
     holm_adjust,
@@ -21,6 +21,7 @@ from packd.tables import (
     learnability_table,
     main_summary,
     main_table,
+    prior_top_k_cells,
     relative_improvement,
     seed_noise_table,
     significance_table,
@@ -197,13 +198,19 @@ def test_significance_with_zero_sd_reports_no_p() -> None:
 
 
 def test_sweep_table_gives_the_spread_over_seeds_beside_each_f1() -> None:
+    variants = [SweepVariant("a", k, 0.5, 1.0) for k in (2, 3)]
     entries = [
-        metrics_entry(app, "lstm", sweep_method_name("a", k, 0.5, 1.0), f1, 1_000)
-        | {"seed": seed}
+        metrics_entry(app, "lstm", variants[k - 2].name, f1, 1_000) | {"seed": seed}
         for app, k, seed, f1 in (("bc", 2, 1, 0.40), ("bc", 2, 2, 0.50), ("pr", 2, 1, 0.60),
                                  ("bc", 3, 1, 0.30), ("bc", 3, 2, 0.30))
     ]  # fmt: skip
-    table = sweep_table(entries, "k")
+    table = sweep_table(entries, "k", variants)
+    # The settings are the variants' (as data), each its name's
+    assert table[["features", "k", "alpha", "temperature"]].drop_duplicates().values.tolist() == [
+        ["a", 2, 0.5, 1.0], ["a", 3, 0.5, 1.0]
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="not a variant of the k sweep"):
+        sweep_table(entries, "k", variants[:1])
     columns = list(table.columns)
     assert columns[columns.index("f1") + 1 :][:3] == ["f1_mean_over_seeds", "f1_sd_over_seeds",
                                                       "seeds"]  # fmt: skip
@@ -252,7 +259,11 @@ def test_frontier_table_averages_apps_then_seeds() -> None:
         for seed in (1, 2)
         for app, f1 in (("bc", 0.2 + 0.1 * seed), ("pr", 0.6))
     ]
-    table = frontier_table(metrics).set_index(["method", "budget_factor"])
+    # The frontier's models as the DAG lists them: budget variants, and those at their own size
+    models = [
+        variant_of(name) or BudgetVariant(name, 1.0) for name in {m["method"] for m in metrics}
+    ]
+    table = frontier_table(metrics, models).set_index(["method", "budget_factor"])
     assert list(table.index) == [
         ("teacher", 1.0), ("no_kd", 1.0), ("no_kd", 4.0), ("no_kd", 45.5), ("roast", 0.5),
         ("roast", 1.0), ("hashednet", 0.5), ("blockwise", 1.0),
@@ -337,18 +348,18 @@ def test_learnability_table_gaps_and_collapse_flags() -> None:
     assert learned["teacher_minus_no_kd_val_f1"] == pytest.approx(0.08)
     assert learned["teacher_top_k_differs"] == 0.60 and learned["no_kd_top_k_differs"] == 0.30
     assert not learned["collapsed"] and learned["collapse_reason"] == ""
-    assert learned["missing"] == ""
+    assert not learned["top_k_is_prior"] and learned["missing"] == ""
     flat_f1 = rows.loc[(1, "pr")]
     assert flat_f1["teacher_minus_frequency_f1"] == pytest.approx(0.005)
     assert flat_f1["teacher_minus_frequency_f1"] < COLLAPSE_F1_MARGIN
     assert flat_f1["collapsed"]
     assert flat_f1["collapse_reason"] == "test F1 only +0.0050 above the frequency baseline"
+    assert not flat_f1["top_k_is_prior"]  # its top-k differs on half of the samples
+    # Learned (F1 +0.20 over the prior), so not collapsed, but flagged for its top-k
     flat_top_k = rows.loc[(2, "bc")]
-    assert flat_top_k["teacher_top_k_differs"] < COLLAPSE_TOP_K_DIFFERS
-    assert flat_top_k["collapsed"]
-    assert flat_top_k["collapse_reason"] == (
-        "top-k is the frequency baseline's on 95.0% of samples"
-    )
+    assert flat_top_k["teacher_top_k_differs"] < PRIOR_TOP_K_DIFFERS
+    assert not flat_top_k["collapsed"] and flat_top_k["collapse_reason"] == ""
+    assert flat_top_k["top_k_is_prior"]
     summary = learnability_summary(table).set_index("measure")
     assert summary.loc["teacher_minus_frequency_f1", "mean_over_cells"] == pytest.approx(
         (0.10 + 0.005 + 0.20) / 3
@@ -361,13 +372,15 @@ def test_learnability_table_gaps_and_collapse_flags() -> None:
     )
     assert (summary["cells"] == 3).all()
     markdown = learnability_markdown(table)
-    assert "Collapsed to the label prior: 2 of 3 cells" in markdown
+    assert "Collapsed to the label prior: 1 of 3 cells" in markdown
+    assert "Top-k is the prior's: 1 of 3 cells" in markdown
     # The per-cell table, then the summary: the mean teacher - frequency gap over 3 cells
     assert markdown.index("collapse_reason") < markdown.index("mean_over_cells")
     assert "|0.1017|3|" in markdown.replace(" ", "")
     # Read back from the CSV (booleans and empty texts as pandas reads them)
     again = pd.read_csv(io.StringIO(table.to_csv(index=False)))
-    assert collapsed_cells(again)[["seed", "app"]].values.tolist() == [[1, "pr"], [2, "bc"]]
+    assert collapsed_cells(again)[["seed", "app"]].values.tolist() == [[1, "pr"]]
+    assert prior_top_k_cells(again)[["seed", "app"]].values.tolist() == [[2, "bc"]]
 
 
 def test_learnability_table_with_a_method_missing_from_the_run() -> None:
@@ -378,14 +391,15 @@ def test_learnability_table_with_a_method_missing_from_the_run() -> None:
         }
     )
     table = learnability_table(main_table(entries)).set_index(["seed", "app"])
-    # No frequency model: its gaps are NaN, and only the top-k comparison can flag a cell
+    # No frequency model: its gaps are NaN, so only the top-k comparison can flag a cell
     assert table["teacher_minus_frequency_f1"].isna().all()
     assert table["teacher_minus_frequency_val_f1"].isna().all()
     assert table.loc[(1, "bc"), "teacher_minus_no_kd_f1"] == pytest.approx(0.05)
-    assert table.loc[(1, "bc"), "collapsed"]  # top-k the prior's on 98% of samples
+    assert not table["collapsed"].any()
+    assert table.loc[(1, "bc"), "top_k_is_prior"]  # top-k the prior's on 98% of samples
     assert table.loc[(1, "bc"), "missing"] == "frequency"
     # Metrics without the top-k comparison either: nothing can flag it, and it says so
-    assert not table.loc[(1, "pr"), "collapsed"]
+    assert not table.loc[(1, "pr"), "top_k_is_prior"]
     assert table.loc[(1, "pr"), "missing"] == "frequency top_k_differs_from_frequency"
     summary = learnability_summary(table.reset_index()).set_index("measure")
     assert np.isnan(summary.loc["teacher_minus_frequency_f1", "mean_over_cells"])
@@ -398,6 +412,7 @@ def test_learnability_table_with_a_method_missing_from_the_run() -> None:
     row = learnability_table(only_teacher).iloc[0]
     assert np.isnan(row["teacher_minus_no_kd_f1"]) and np.isnan(row["teacher_minus_no_kd_val_f1"])
     assert row["missing"] == "frequency no_kd" and not row["collapsed"]
+    assert not row["top_k_is_prior"]
     # No teacher at all: an empty table with its columns
     assert learnability_table(main_table(_learnability_entries(
         {(1, "bc"): {"no_kd": (0.5, 0.5, 0.5)}}

@@ -12,12 +12,12 @@ import pytest
 from packd.tracing import (
     LoadStream,
     TracingError,
-    _no_aslr_prefix,
     compile_kernel,
     decode_records,
     trace_command_lackey,
     trace_kernel,
 )
+from packd.tracing.sancov import _no_aslr_prefix
 from tests.kernel_runs import kernel_answer
 
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "workflow" / "kernels"
@@ -257,9 +257,9 @@ def test_failed_inlining_falls_back_to_called_hooks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unusable llvm-link (say, of another LLVM version) costs speed, not the trace."""
-    import packd.tracing as tracing
+    from packd.tracing import sancov
 
-    monkeypatch.setattr(tracing, "_llvm_link", lambda cc_path: "/bin/false")
+    monkeypatch.setattr(sancov, "_llvm_link", lambda cc_path: "/bin/false")
     binary = tmp_path / "graphkernels-sancov"
     meta = compile_kernel(KERNEL_DIR, binary, instrumented=True)
     assert "hooks called (inlining failed" in meta["instrumentation"]

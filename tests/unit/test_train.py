@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from packd.config import with_schema_defaults
+from packd.kd_settings import KDSettings
 from packd.models import build_model
 from packd.train import (
     PhaseSettings,
@@ -11,6 +13,7 @@ from packd.train import (
     seed_everything,
     train_model,
 )
+from tests.conftest import SCHEMA
 
 TIMING_KEYS = {"seconds", "samples_per_s"}
 
@@ -26,20 +29,19 @@ def _task(n: int, seed: int):
     return inputs, labels
 
 
-def _train(seed: int = 0, **overrides):
+def _settings(**overrides) -> PhaseSettings:
+    """A short CPU phase: 8 epochs at 3e-2, batches of 32, patience 3 (overrides: any field)."""
+    fields = {"epochs": 8, "lr": 3e-2, "batch_size": 32, "patience": 3, "device": "cpu"}
+    return PhaseSettings(**{**fields, **overrides})
+
+
+def _train(seed: int = 0, *, kd: KDSettings | None = None, log=None, **overrides):
     seed_everything(seed)
     model = build_model("mixer", {"dim": 16, "depth": 1})
-    settings = {
-        "loss": "bce",
-        "epochs": 8,
-        "lr": 3e-2,
-        "batch_size": 32,
-        "patience": 3,
-        "seed": seed,
-        "device": "cpu",
-    }
-    settings.update(overrides)
-    return model, train_model(model, _task(2000, 1), _task(500, 2), **settings)
+    settings = _settings(**overrides)
+    return model, train_model(
+        model, _task(2000, 1), _task(500, 2), settings, seed=seed, kd=kd, log=log
+    )
 
 
 def test_learns_trivial_task_well_above_chance():
@@ -82,15 +84,10 @@ def test_kd_loss_and_test_protocol_recorded():
         model,
         (inputs, labels, teacher_logits),
         _task(500, 2),
-        test=_task(300, 3),
-        loss=("kd", 0.5, 2.0),
-        epochs=2,
-        lr=1e-2,
-        batch_size=64,
-        patience=3,
+        _settings(epochs=2, lr=1e-2, batch_size=64, amp="auto"),
         seed=0,
-        device="cpu",
-        amp="auto",
+        test=_task(300, 3),
+        kd=KDSettings(alpha=0.5, temperature=2.0, scale_soft_by_t2=True),
     )
     record = result.history[-1]
     for key in ("test_f1_best_threshold", "test_best_threshold", "test_f1_at_0.5"):
@@ -100,11 +97,13 @@ def test_kd_loss_and_test_protocol_recorded():
     assert logits.shape == (10, 256) and logits.dtype == np.float32
 
 
-def test_kd_without_teacher_logits_and_bad_loss_raise():
+def test_kd_without_teacher_logits_and_bad_kd_settings_raise():
     with pytest.raises(ValueError, match="teacher logits"):
-        _train(loss=("kd", 0.5, 1.0))
-    with pytest.raises(ValueError, match="loss must be"):
-        _train(loss="mse")
+        _train(kd=KDSettings(alpha=0.5, temperature=1.0, scale_soft_by_t2=True))
+    with pytest.raises(ValueError, match="KD needs"):
+        KDSettings(alpha=1.5, temperature=1.0, scale_soft_by_t2=True)
+    with pytest.raises(ValueError, match="KD needs"):
+        KDSettings(alpha=0.5, temperature=0.0, scale_soft_by_t2=True)
 
 
 def test_time_limit_stops_after_first_epoch():
@@ -127,15 +126,15 @@ def test_no_early_stop_on_the_label_frequency_plateau() -> None:
     labels = rng.random((256, 256)) < 0.05
     inputs = rng.random((256, 10, 10)).astype(np.float32)  # noise: nothing to learn
     plateau = frequency_f1(labels, labels)
-    common = dict(loss="bce", epochs=6, lr=1e-6, batch_size=128, patience=1, seed=0, device="cpu")
+    settings = _settings(epochs=6, lr=1e-6, batch_size=128, patience=1)
     guarded = train_model(
         build_model("lstm", {"hidden": 4, "layers": 1}), (inputs, labels), (inputs, labels),
-        plateau_f1=1.0, **common,
+        settings, seed=0, plateau_f1=1.0,
     )  # fmt: skip
     assert len(guarded.history) == 6 and guarded.stop_reason == "max epochs"
     free = train_model(
         build_model("lstm", {"hidden": 4, "layers": 1}), (inputs, labels), (inputs, labels),
-        **common,
+        settings, seed=0,
     )  # fmt: skip
     assert len(free.history) < 6
     assert 0 < plateau < 1
@@ -156,12 +155,13 @@ def test_cosine_schedule_changes_training_and_bad_schedule_raises() -> None:
     assert constant.history[0]["train_loss"] != cosine.history[0]["train_loss"]
     assert cosine.best_val_f1 > 0.45  # above chance (0.33): it trains
     with pytest.raises(ValueError, match="schedule"):
-        _train(epochs=1, schedule="linear")
+        _settings(epochs=1, schedule="linear")
 
 
 def test_phase_settings_read_the_schedule() -> None:
     budget = {"epochs": 2, "lr": 0.01, "batch_size": 8, "patience": 1}
     config = {"teacher": {**budget, "schedule": "cosine"}, "student": budget}
+    config = with_schema_defaults("train", config, SCHEMA)
     assert PhaseSettings.from_config(config, "teacher", "lstm").schedule == "cosine"
     assert PhaseSettings.from_config(config, "student", "lstm").schedule == "constant"
 
@@ -170,13 +170,11 @@ def test_an_initial_candidate_is_kept_when_no_epoch_beats_it() -> None:
     train, val = _task(512, 1), _task(256, 2)
     seed_everything(0)
     model = build_model("mixer", {"dim": 16, "depth": 1})
-    trained = train_model(
-        model, train, val, epochs=6, lr=3e-2, batch_size=32, patience=6, seed=0, device="cpu"
-    )
+    trained = train_model(model, train, val, _settings(epochs=6, patience=6), seed=0)
     model.load_state_dict(trained.best_state)
     # A rate that wrecks the model in one step: no trained epoch can beat the warm start
     again = train_model(
-        model, train, val, epochs=2, lr=50.0, batch_size=32, patience=2, seed=0, device="cpu",
+        model, train, val, _settings(epochs=2, lr=50.0, patience=2), seed=0,
         initial_candidate=True,
     )  # fmt: skip
     assert again.history[0]["epoch"] == 0 and len(again.history) == 3

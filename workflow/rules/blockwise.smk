@@ -8,7 +8,11 @@ rule teacher_block_activations:
         unpack(get_dataset_splits),
         teacher="results/teachers/seed{seed}/{app}/{arch}/all.pt",
     output:
-        activations=directory("results/blockwise/seed{seed}/{app}/{arch}/activations"),
+        # The run's largest intermediate, read only by the block jobs: deleted once they are
+        # done (docs/blockwise.md); --notemp keeps it.
+        activations=temp(
+            directory("results/blockwise/seed{seed}/{app}/{arch}/activations")
+        ),
     log:
         "logs/blockwise/seed{seed}/{app}/{arch}/activations.log",
     benchmark:

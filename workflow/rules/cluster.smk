@@ -1,5 +1,7 @@
 # Cluster: k-means on one feature set of the training samples; every sample of every split gets
-# the cluster of its nearest centroid, computed from the same features.
+# the cluster of its nearest centroid, computed from the same features. The centroids (with the
+# train quantiles that scale the features) are saved, so the prefetch replay routes its stream's
+# samples with the same model instead of fitting it again.
 
 
 rule cluster:
@@ -7,6 +9,7 @@ rule cluster:
         unpack(get_dataset_splits),
     output:
         assignments="results/clusters/seed{seed}/{app}/{features}-k{k}.parquet",
+        centroids="results/clusters/seed{seed}/{app}/{features}-k{k}.centroids.json",
         sizes="results/clusters/seed{seed}/{app}/{features}-k{k}.sizes.csv",
         figure=report(
             "results/clusters/seed{seed}/{app}/{features}-k{k}.png",
@@ -26,7 +29,7 @@ rule cluster:
         runtime=20,
     params:
         seed=get_seed,
-        n_init=config["cluster"].get("n_init", 10),
-        min_cluster_fraction=config["cluster"].get("min_cluster_fraction", 0.01),
+        n_init=config["cluster"]["n_init"],
+        min_cluster_fraction=config["cluster"]["min_cluster_fraction"],
     script:
         "../scripts/cluster.py"

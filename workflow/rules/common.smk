@@ -1,27 +1,28 @@
 import sys
 from pathlib import Path
 
+# Light modules only: building the DAG must not import torch or numba (tests/unit/test_plan.py).
 from packd.config import validate_config
-from packd.prefetch import CLASSIC_PREFETCHERS, DEFAULT_DISTANCE
-from packd.stages.blockwise import (
+from packd.plan import (
+    CLASSIC_PREFETCHERS,
+    DEFAULT_DISTANCE,
     block_count,
     block_priorities,
-    blockwise_settings,
+    command_program_path,
     replacement_size_of,
 )
-from packd.tracing import command_program_path
 from packd.methods import (
     BLOCKWISE_SIZE,
+    BudgetVariant,
+    SweepVariant,
     FRONTIER_METHOD_REGEX,
     METHODS,
-    frontier_method_name,
     SWEEP_METHOD_REGEX,
     checkpoint_paths,
     evaluated_model_regex,
     method_of,
     names_in_folder,
     method_settings,
-    sweep_method_name,
     trained_model_regex,
 )
 
@@ -118,6 +119,12 @@ def get_default_clusters(wildcards):
     return (
         f"results/clusters/seed{wildcards.seed}/{wildcards.app}/{features}-k{k}.parquet"
     )
+
+
+def get_default_centroids(wildcards):
+    """The fitted clusters behind get_default_clusters, to route samples outside the splits."""
+    features, k = config["cluster"]["features"], config["cluster"]["k"]
+    return f"results/clusters/seed{wildcards.seed}/{wildcards.app}/{features}-k{k}.centroids.json"
 
 
 def get_cluster_teachers(seed, app, arch, features, k):
@@ -221,26 +228,28 @@ def get_selections():
     return selections
 
 
-def get_sweep_methods(sweep):
-    """Student methods that one sweep compares, each named by its settings."""
+def get_sweep_variants(sweep):
+    """The PaCKD variants that one sweep compares (their names: their student methods')."""
     cluster, kd, sweeps = config["cluster"], config["kd"]["packd"], config["sweeps"]
     if sweep == "k":
-        grid = [
-            (cluster["features"], k, kd["alpha"], kd["temperature"])
+        return [
+            SweepVariant(cluster["features"], k, kd["alpha"], kd["temperature"])
             for k in sweeps["k"]
         ]
-    elif sweep == "features":
-        grid = [
-            (f, cluster["k"], kd["alpha"], kd["temperature"])
-            for f in sweeps["features"]
+    if sweep == "features":
+        return [
+            SweepVariant(features, cluster["k"], kd["alpha"], kd["temperature"])
+            for features in sweeps["features"]
         ]
-    else:
-        grid = [
-            (cluster["features"], cluster["k"], alpha, temperature)
-            for alpha in sweeps["alpha"]
-            for temperature in sweeps["temperature"]
-        ]
-    return [sweep_method_name(*settings) for settings in grid]
+    return [
+        SweepVariant(cluster["features"], cluster["k"], alpha, temperature)
+        for alpha in sweeps["alpha"]
+        for temperature in sweeps["temperature"]
+    ]
+
+
+def get_sweep_variants_of_job(wildcards):
+    return get_sweep_variants(wildcards.sweep)
 
 
 def get_sweep_metrics(wildcards):
@@ -249,7 +258,7 @@ def get_sweep_metrics(wildcards):
         seed=SEEDS,
         app=APPS,
         arch=ARCHS,
-        model=get_sweep_methods(wildcards.sweep),
+        model=[variant.name for variant in get_sweep_variants(wildcards.sweep)],
     )
 
 
@@ -272,7 +281,7 @@ def get_gpus():
 
 def get_train_mem_mb(wildcards, attempt):
     """Datasets are small next to PyTorch itself; grow with the training samples kept."""
-    samples = config["dataset"].get("max_samples", {}).get("train") or 2_000_000
+    samples = config["dataset"]["max_samples"]["train"] or 2_000_000
     return int(1500 + samples * 0.02) * attempt
 
 
@@ -407,7 +416,7 @@ def get_method_settings_of_job(wildcards):
 
 
 # Blockwise distillation (workflow/rules/blockwise.smk)
-BLOCKWISE = blockwise_settings(config.get("blockwise"))
+BLOCKWISE = config["blockwise"]
 BLOCKWISE_METHODS = names_in_folder("blockwise")
 
 
@@ -488,13 +497,13 @@ PREFETCH_DISTANCE = DEFAULT_DISTANCE
 
 
 def get_prefetch_degree():
-    """Prefetches per load, as in the ML Prefetching Competition (default 2)."""
-    return config["evaluate"].get("prefetch_degree", 2)
+    """Prefetches per load, as in the ML Prefetching Competition."""
+    return config["evaluate"]["prefetch_degree"]
 
 
 def get_prefetch_max_accesses():
     """The first test-range accesses replayed per app: bounds the scoring and replay time."""
-    return config["evaluate"].get("prefetch_max_accesses", 50_000)
+    return config["evaluate"]["prefetch_max_accesses"]
 
 
 def get_prefetch_keys():
@@ -513,13 +522,12 @@ def get_prefetch_app_files(suffix):
 
 
 def get_prefetch_app_inputs(wildcards):
-    """The trace, the splits and clusters (to route the cluster teachers), and each model's
-    checkpoints and metrics (its validation threshold)."""
+    """The trace, the cluster rule's centroids (to route the cluster teachers), and each
+    model's checkpoints and metrics (its validation threshold)."""
     features, k = config["cluster"]["features"], config["cluster"]["k"]
     inputs = {
         "trace": f"results/traces/{wildcards.app}.parquet",
-        **get_dataset_splits(wildcards),
-        "clusters": get_default_clusters(wildcards),
+        "centroids": get_default_centroids(wildcards),
     }
     for arch in ARCHS:
         for model in EVALUATED_MODELS:
@@ -530,18 +538,6 @@ def get_prefetch_app_inputs(wildcards):
                 f"results/metrics/seed{wildcards.seed}/{wildcards.app}/{arch}/{model}.json"
             )
     return inputs
-
-
-def get_prefetch_cluster_settings(wildcards):
-    """The cluster rule's settings, for the routed teachers to refit the same clusters."""
-    cluster = config["cluster"]
-    return {
-        "features": cluster["features"],
-        "k": cluster["k"],
-        "seed": int(wildcards.seed),
-        "n_init": cluster.get("n_init", 10),
-        "min_cluster_fraction": cluster.get("min_cluster_fraction", 0.01),
-    }
 
 
 def get_prefetch_reports():
@@ -564,24 +560,26 @@ def get_prefetch_output():
 
 
 # The F1-versus-memory frontier (target `frontier`)
-def get_frontier_models():
+def get_frontier_variants():
     """Every model of the frontier: each method at each budget factor, the teacher (the
-    ceiling) and the blockwise students (at their own size)."""
-    frontier = config.get("frontier", {})
+    ceiling) and the blockwise students (at their own size, factor 1)."""
+    frontier = config["frontier"]
     models = [
-        frontier_method_name(method, factor)
-        for method in frontier.get(
-            "methods", ["no_kd", "packd", "roast", "roast_packd", "hashednet"]
-        )
-        for factor in frontier.get("budgets", [1.0, 4.0, 16.0])
+        BudgetVariant(method, factor)
+        for method in frontier["methods"]
+        for factor in frontier["budgets"]
     ]
     # The ceiling and the methods that cannot reach the student's budget, at their own size,
     # beside a no-KD student of that size
     return models + [
-        "teacher",
-        *BLOCKWISE_METHODS,
-        frontier_method_name("no_kd", BLOCKWISE_SIZE),
+        BudgetVariant("teacher", 1.0),
+        *(BudgetVariant(method, 1.0) for method in BLOCKWISE_METHODS),
+        BudgetVariant("no_kd", BLOCKWISE_SIZE),
     ]
+
+
+def get_frontier_models():
+    return [variant.name for variant in get_frontier_variants()]
 
 
 def get_frontier_metrics():

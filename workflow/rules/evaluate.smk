@@ -24,10 +24,10 @@ rule evaluate_cell:
         gpu=get_gpus(),
     params:
         models=EVALUATED_MODELS,
-        latency_repeats=config["evaluate"].get("latency_repeats", 200),
-        device=config["train"].get("device", "auto"),
+        latency_repeats=config["evaluate"]["latency_repeats"],
+        device=config["train"]["device"],
         batch_size=1024,
-        degree=config["evaluate"].get("prefetch_degree", 2),
+        degree=get_prefetch_degree(),
         seed=get_seed,
     script:
         "../scripts/evaluate_cell.py"
@@ -54,10 +54,10 @@ rule evaluate:
         runtime=20,
         gpu=get_gpus(),
     params:
-        latency_repeats=config["evaluate"].get("latency_repeats", 200),
-        device=config["train"].get("device", "auto"),
+        latency_repeats=config["evaluate"]["latency_repeats"],
+        device=config["train"]["device"],
         batch_size=1024,
-        degree=config["evaluate"].get("prefetch_degree", 2),
+        degree=get_prefetch_degree(),
         seed=get_seed,
     script:
         "../scripts/evaluate.py"

@@ -169,6 +169,8 @@ rule sweep:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        variants=get_sweep_variants_of_job,
     script:
         "../scripts/sweep.py"
 
@@ -286,6 +288,7 @@ rule table_frontier:
         runtime=10,
     params:
         config_name=get_config_name(),
+        models=get_frontier_variants(),
         frontier_only_models=[
             m for m in get_frontier_models() if m not in EVALUATED_MODELS
         ],

@@ -1,11 +1,10 @@
 # Prefetch: every model's and every classic prefetcher's prefetches on an app's test range (whole
 # and in order, not the dataset's random test subset), replayed through the config's LLC, and the
 # table that sets prefetch coverage beside test micro-F1. One job per (seed, app): the stream,
-# the samples and the cluster routes are built once for all of its models. With
-# evaluate.prefetch_filter (default) models and classic prefetchers alike pass through the same
-# filter (packd.prefetch.filter_prefetches) before their prefetch files are written.
-
-from packd.prefetch import DEFAULT_FILTER_WINDOW
+# the samples and the cluster routes (from the cluster rule's saved centroids) are built once for
+# all of its models. With evaluate.prefetch_filter (default) models and classic prefetchers alike
+# pass through the same filter (packd.prefetch.filter_prefetches) before their prefetch files are
+# written.
 
 
 rule prefetch_app:
@@ -31,13 +30,10 @@ rule prefetch_app:
         cache=config["cache"],
         degree=get_prefetch_degree(),
         distance=PREFETCH_DISTANCE,
-        prefetch_filter=config["evaluate"].get("prefetch_filter", True),
-        filter_window=config["evaluate"].get(
-            "prefetch_filter_window", DEFAULT_FILTER_WINDOW
-        ),
+        prefetch_filter=config["evaluate"]["prefetch_filter"],
+        filter_window=config["evaluate"]["prefetch_filter_window"],
         max_accesses=get_prefetch_max_accesses(),
-        cluster=get_prefetch_cluster_settings,
-        device=config["train"].get("device", "auto"),
+        device=config["train"]["device"],
         seed=get_seed,
     script:
         "../scripts/prefetch_app.py"

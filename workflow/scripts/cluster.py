@@ -12,6 +12,7 @@ with logged_job(snakemake.log[0], "cluster") as log:
         n_init=snakemake.params.n_init,
         min_cluster_fraction=snakemake.params.min_cluster_fraction,
         assignments_path=snakemake.output.assignments,
+        centroids_path=snakemake.output.centroids,
         sizes_path=snakemake.output.sizes,
         figure_path=snakemake.output.figure,
         log=log,

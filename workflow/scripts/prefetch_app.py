@@ -3,12 +3,20 @@
 import torch
 
 from packd.joblog import logged_job
-from packd.stages.prefetch import prefetch_app
+from packd.stages.prefetch import PrefetchSettings, prefetch_app
 
 torch.set_num_threads(snakemake.threads)
 with logged_job(snakemake.log[0], "prefetch_app") as log:
     keys = snakemake.params.prefetch_keys
     models = [key for key in keys if not key.startswith("classic/")]
+    settings = PrefetchSettings(
+        degree=snakemake.params.degree,
+        distance=snakemake.params.distance,
+        max_accesses=snakemake.params.max_accesses,
+        device_name=snakemake.params.device,
+        prefetch_filter=snakemake.params.prefetch_filter,
+        filter_window=snakemake.params.filter_window,
+    )
     prefetch_app(
         trace_path=snakemake.input.trace,
         dataset_config=snakemake.params.dataset,
@@ -25,18 +33,8 @@ with logged_job(snakemake.log[0], "prefetch_app") as log:
                 strict=True,
             )
         },
-        clustering={
-            **snakemake.params.cluster,
-            "train": snakemake.input.train,
-            "test": snakemake.input.test,
-            "clusters": snakemake.input.clusters,
-        },
-        degree=snakemake.params.degree,
-        distance=snakemake.params.distance,
-        max_accesses=snakemake.params.max_accesses,
-        device_name=snakemake.params.device,
+        centroids_path=snakemake.input.centroids,
+        settings=settings,
         seed=snakemake.params.seed,
-        prefetch_filter=snakemake.params.prefetch_filter,
-        filter_window=snakemake.params.filter_window,
         log=log,
     )

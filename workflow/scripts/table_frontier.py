@@ -13,7 +13,7 @@ from packd.results_doc import (
 from packd.tables import frontier_table, read_metrics, to_markdown
 
 with logged_job(snakemake.log[0], "table_frontier") as log:
-    table = frontier_table(read_metrics(snakemake.input.metrics))
+    table = frontier_table(read_metrics(snakemake.input.metrics), snakemake.params.models)
     write_text_atomic(snakemake.output.csv, table.to_csv(index=False))
     write_text_atomic(snakemake.output.md, to_markdown(table))
     plot_frontier(table, Path(snakemake.output.figure))

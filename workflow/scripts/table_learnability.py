@@ -1,6 +1,6 @@
 """The learnability check: per cell, the teacher's gaps to the bit-frequency baseline and its
-no-KD student, how often its top-k differs from the baseline's, and the cells collapsed to the
-label prior (each one a warning in the log)."""
+no-KD student, how often its top-k differs from the baseline's, the cells collapsed to the label
+prior and those whose top-k is the prior's (each one a warning in the log)."""
 
 import pandas as pd
 
@@ -11,6 +11,7 @@ from packd.tables import (
     learnability_markdown,
     learnability_summary,
     learnability_table,
+    prior_top_k_cells,
     to_markdown,
 )
 
@@ -28,4 +29,13 @@ with logged_job(snakemake.log[0], "table_learnability") as log:
             row.app,
             row.arch,
             row.collapse_reason,
+        )
+    for row in prior_top_k_cells(table).itertuples():
+        log.warning(
+            "TOP-K IS THE LABEL PRIOR'S: seed %s, %s/%s: the frequency baseline's top-k on %.1f%% "
+            "of test samples (see results/tables/learnability.md)",
+            row.seed,
+            row.app,
+            row.arch,
+            100 * (1 - row.teacher_top_k_differs),
         )

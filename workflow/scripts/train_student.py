@@ -3,20 +3,22 @@ replicate at the first seed's choice."""
 
 import torch
 
+from packd.cell import Cell
 from packd.joblog import logged_job
 from packd.stages.training import train_student
 
 torch.set_num_threads(snakemake.threads)
 with logged_job(snakemake.log[0], "train_student") as log:
+    cell = Cell(
+        seed=snakemake.params.seed, app=snakemake.wildcards.app, arch=snakemake.wildcards.arch
+    )
     train_student(
+        cell=cell,
         split_paths={split: snakemake.input[split] for split in ("train", "val", "test")},
-        arch=snakemake.wildcards.arch,
         sizes=snakemake.params.sizes,
         settings=snakemake.params.settings,
         train_config=snakemake.params.train,
-        seed=snakemake.params.seed,
         checkpoint_path=snakemake.output.checkpoint,
-        app=snakemake.wildcards.app,
         method=snakemake.wildcards.method,
         teacher_paths=list(snakemake.input.get("teachers", [])),
         clusters_path=snakemake.input.get("clusters"),

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,105 +29,19 @@ from packd.blockwise import (
     train_block,
     train_blocks_sequentially,
 )
-from packd.checkpoint import (
-    checkpoint_header,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-)
+from packd.cell import Cell
+from packd.checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
 from packd.dataset import load_split
-from packd.models import CHUNKS, HISTORY, RESNET_BLOCKS, count_parameters
+from packd.methods import settings_record
+from packd.models import count_parameters
+from packd.networks import model_from_checkpoint
 from packd.stages.training import load_splits, student_training_data
 from packd.train import PhaseSettings, seed_everything, train_phase
 
 LOG = logging.getLogger("packd")
 
-# config["blockwise"] as the rules read it; a key left out takes its value here.
-BLOCKWISE_DEFAULTS: dict[str, Any] = {
-    "width": 0.25,
-    "layers_per_block": {"lstm": 1, "mixer": 3, "resnet": 1},
-    # Block training reads a seeded subsample: the activations of every boundary are on disk
-    # (ResNet's were 622 MB for 40,000 training samples at float16).
-    "max_samples": {"train": 20000, "val": 5000},
-    "block": {"epochs": 5, "lr": 0.005, "batch_size": 256},
-    "fine_tune": {"epochs": None},  # None: the student phase's epochs
-}
 BOUNDARY_FILE = "boundary{}.npz"  # boundary i: the input of block i, the output of block i - 1
 BLOCK_SPLITS = ("train", "val")
-
-
-def blockwise_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
-    """config["blockwise"] (may be None or partial) filled in from BLOCKWISE_DEFAULTS."""
-    section = dict(section or {})
-    unknown = set(section) - set(BLOCKWISE_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown blockwise keys {sorted(unknown)}; valid: {BLOCKWISE_DEFAULTS}")
-    settings = {}
-    for key, default in BLOCKWISE_DEFAULTS.items():
-        value = section.get(key, default)
-        settings[key] = {**default, **value} if isinstance(default, dict) else value
-    return settings
-
-
-def replacement_size_of(settings: Mapping[str, Any], arch: str) -> dict[str, Any]:
-    """The replacement_size (width, layers_per_block) of one arch under blockwise settings."""
-    return {"width": settings["width"], "layers_per_block": settings["layers_per_block"][arch]}
-
-
-def block_count(arch: str, teacher_size: Mapping[str, Any], layers_per_block: int) -> int:
-    """How many blocks teacher_blocks cuts a teacher of this size into (no model is built).
-
-    The rules call it to expand the block files, so it must stay cheap; a test checks it against
-    len(teacher_blocks(...).blocks).
-    """
-    if layers_per_block < 1:
-        raise ValueError(f"layers_per_block must be >= 1, got {layers_per_block}")
-    if arch == "lstm":
-        return math.ceil(int(teacher_size["layers"]) / layers_per_block)
-    if arch == "mixer":
-        return math.ceil(int(teacher_size["depth"]) / layers_per_block)
-    if arch == "resnet":
-        if layers_per_block != 1:
-            raise ValueError("ResNet blocks are its stages; layers_per_block does not apply")
-        return sum(1 for blocks in teacher_size["layers"] if blocks > 0)
-    raise ValueError(f"unknown arch '{arch}'; valid: lstm, mixer, resnet")
-
-
-def block_output_sizes(
-    arch: str, teacher_size: Mapping[str, Any], layers_per_block: int
-) -> list[int]:
-    """Elements per sample of each teacher block's output (no model is built): what a block's
-    training time grows with on CPU, so the costliest block jobs can be started first.
-
-    A test checks it against the cut teacher's activations.
-    """
-    count = block_count(arch, teacher_size, layers_per_block)
-    if arch == "lstm":
-        return [HISTORY * int(teacher_size["hidden"])] * count
-    if arch == "mixer":
-        patch = int(teacher_size.get("patch", HISTORY))
-        tokens = (HISTORY // patch) * (CHUNKS // patch)
-        return [tokens * int(teacher_size["dim"])] * count
-    expansion = RESNET_BLOCKS[teacher_size["block"]].expansion
-    sizes, side = [], HISTORY
-    for stage, blocks in enumerate(teacher_size["layers"]):
-        if blocks > 0:
-            side = math.ceil(side / 2) if stage > 0 else side  # its first block has stride 2
-            sizes.append(int(teacher_size["width"]) * 2**stage * expansion * side * side)
-    return sizes
-
-
-def block_priorities(
-    arch: str, teacher_size: Mapping[str, Any], layers_per_block: int
-) -> list[int]:
-    """Snakemake priority of each block job: the rank of its output size (largest: highest).
-
-    Started longest first, the ResNet's 4 unequal stages split evenly over 2 cores whatever order
-    Snakemake would pick among equals.
-    """
-    sizes = block_output_sizes(arch, teacher_size, layers_per_block)
-    distinct = sorted(set(sizes))
-    return [distinct.index(size) for size in sizes]
 
 
 def subsample_rows(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray:
@@ -151,22 +65,22 @@ def load_boundary(activations_dir: str | Path, index: int) -> dict[str, np.ndarr
 def save_teacher_block_activations(
     teacher_path: str | Path,
     split_paths: Mapping[str, str | Path],
-    arch: str,
+    cell: Cell,
     layers_per_block: int,
     max_samples: Mapping[str, int | None],
-    seed: int,
     activations_dir: str | Path,
-    device: str = "auto",
+    device: str,
     log: logging.Logger = LOG,
 ) -> int:
     """Write the teacher's activations at every block boundary, one float16 .npz per boundary
-    holding a seeded subsample of the train and val splits; returns the number of blocks."""
+    holding a subsample of the train and val splits drawn from the cell's seed; returns the number
+    of blocks."""
     teacher, _ = model_from_checkpoint(teacher_path)
-    split = teacher_blocks(teacher, arch, layers_per_block)
+    split = teacher_blocks(teacher, cell.arch, layers_per_block)
     boundaries_by_split = {}
     for offset, split_name in enumerate(BLOCK_SPLITS):
         inputs = load_split(split_paths[split_name])["inputs"]
-        rows = subsample_rows(len(inputs), max_samples.get(split_name), seed + offset)
+        rows = subsample_rows(len(inputs), max_samples[split_name], cell.seed + offset)
         started = time.perf_counter()
         boundaries_by_split[split_name] = block_activations(split, inputs[rows], device=device)
         log.info(
@@ -179,7 +93,7 @@ def save_teacher_block_activations(
         )
     Path(activations_dir).mkdir(parents=True, exist_ok=True)
     for index in range(len(split.blocks) + 1):
-        arrays = {
+        arrays: dict[str, Any] = {
             split_name: boundaries[index].astype(np.float16)
             for split_name, boundaries in boundaries_by_split.items()
         }
@@ -208,10 +122,9 @@ def _save_block(
     path: str | Path,
     state: Mapping[str, torch.Tensor],
     replacement: torch.nn.Module,
-    arch: str,
+    cell: Cell,
     teacher_size: Mapping[str, Any],
     replacement_size: Mapping[str, Any],
-    app: str,
     index: int,
     history: list[dict[str, float]],
     val_relative_mse: float,
@@ -220,10 +133,10 @@ def _save_block(
     size = {"teacher_size": dict(teacher_size), "replacement_size": dict(replacement_size)}
     header = checkpoint_header(
         replacement,
-        arch,
+        cell.arch,
         size,
         "replacement_block",
-        app,
+        cell.app,
         block=index,
         history=history,
         val_relative_mse=val_relative_mse,
@@ -234,22 +147,20 @@ def _save_block(
 def distill_block(
     activations_dir: str | Path,
     teacher_path: str | Path,
-    arch: str,
+    cell: Cell,
     index: int,
     replacement_size: Mapping[str, Any],
     block_training: Mapping[str, Any],
-    seed: int,
     checkpoint_path: str | Path,
-    app: str,
-    device: str = "auto",
+    device: str,
     log: logging.Logger = LOG,
 ) -> float:
     """Train replacement block index on the teacher's input and output of that block (MSE) and
     save it; returns its relative MSE on the val activations."""
     teacher, teacher_header = model_from_checkpoint(teacher_path)
     _, layers_per_block = replacement_settings(replacement_size)
-    split = teacher_blocks(teacher, arch, layers_per_block)
-    replacement = replacement_blocks(split, arch, replacement_size, seed)[index]
+    split = teacher_blocks(teacher, cell.arch, layers_per_block)
+    replacement = replacement_blocks(split, cell.arch, replacement_size, cell.seed)[index]
     block_inputs, block_targets = (
         load_boundary(activations_dir, index),
         load_boundary(activations_dir, index + 1),
@@ -269,7 +180,7 @@ def distill_block(
         epochs=block_training["epochs"],
         lr=block_training["lr"],
         batch_size=block_training["batch_size"],
-        seed=seed,
+        seed=cell.seed,
         log=log.info,
         device=device,
     )
@@ -279,10 +190,9 @@ def distill_block(
         checkpoint_path,
         state,
         replacement,
-        arch,
+        cell,
         teacher_header["size"],
         replacement_size,
-        app,
         index,
         history,
         val_relative_mse,
@@ -293,20 +203,18 @@ def distill_block(
 def distill_blocks_sequentially(
     activations_dir: str | Path,
     teacher_path: str | Path,
-    arch: str,
+    cell: Cell,
     replacement_size: Mapping[str, Any],
     block_training: Mapping[str, Any],
-    seed: int,
     checkpoint_dir: str | Path,
-    app: str,
-    device: str = "auto",
+    device: str,
     log: logging.Logger = LOG,
 ) -> list[Path]:
     """The baseline: every block of distill_block trained one after another in one call (same
     results), saved as checkpoint_dir/block{i}.pt; returns the paths."""
     teacher, teacher_header = model_from_checkpoint(teacher_path)
-    split = teacher_blocks(teacher, arch, replacement_settings(replacement_size)[1])
-    replacements = replacement_blocks(split, arch, replacement_size, seed)
+    split = teacher_blocks(teacher, cell.arch, replacement_settings(replacement_size)[1])
+    replacements = replacement_blocks(split, cell.arch, replacement_size, cell.seed)
     boundaries = [load_boundary(activations_dir, i) for i in range(len(replacements) + 1)]
     results = train_blocks_sequentially(
         replacements,
@@ -314,7 +222,7 @@ def distill_blocks_sequentially(
         epochs=block_training["epochs"],
         lr=block_training["lr"],
         batch_size=block_training["batch_size"],
-        seed=seed,
+        seed=cell.seed,
         upstream="teacher",
         log=log.info,
         device=device,
@@ -331,10 +239,9 @@ def distill_blocks_sequentially(
             paths[-1],
             state,
             replacement,
-            arch,
+            cell,
             teacher_header["size"],
             replacement_size,
-            app,
             index,
             history,
             val_relative_mse,
@@ -342,62 +249,74 @@ def distill_blocks_sequentially(
     return paths
 
 
+@dataclass(frozen=True, kw_only=True)
+class AssemblySettings:
+    """What assemble_blockwise trains besides its files: the method and its settings
+    (packd.methods.method_settings), the replacement size, config["train"] and the fine-tuning
+    epochs (None: the student phase's)."""
+
+    method: str
+    method_settings: Mapping[str, Any]
+    replacement_size: Mapping[str, Any]
+    train_config: Mapping[str, Any]
+    fine_tune_epochs: int | None
+
+    def phase(self, arch: str) -> PhaseSettings:
+        """The student phase of train_config for arch, with fine_tune_epochs when set."""
+        phase = PhaseSettings.from_config(self.train_config, "student", arch)
+        if self.fine_tune_epochs is not None:
+            phase = dataclasses.replace(phase, epochs=int(self.fine_tune_epochs))
+        return phase
+
+
 def assemble_blockwise(
+    cell: Cell,
+    settings: AssemblySettings,
     teacher_path: str | Path,
     block_paths: Sequence[str | Path],
     split_paths: Mapping[str, str | Path],
-    arch: str,
-    replacement_size: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    train_config: Mapping[str, Any],
-    fine_tune_epochs: int | None,
-    seed: int,
     checkpoint_path: str | Path,
-    app: str,
-    method: str,
     teacher_paths: Sequence[str | Path] = (),
     clusters_path: str | Path | None = None,
     log: logging.Logger = LOG,
 ) -> None:
     """Swap the trained blocks into the teacher's pre and post, fine-tune the student end to end
-    (settings from packd.methods.method_settings) and save it with builder "blockwise"."""
+    and save it with builder "blockwise"."""
     teacher, teacher_header = model_from_checkpoint(teacher_path)
     block_states = [load_checkpoint(path)[1] for path in block_paths]
-    student = assemble_student(teacher, arch, block_states, replacement_size)
+    student = assemble_student(teacher, cell.arch, block_states, settings.replacement_size)
     splits = load_splits(split_paths)
-    train_data, loss = student_training_data(
+    train_data, kd = student_training_data(
         splits["train"]["inputs"],
         splits["train"]["labels"],
-        settings,
+        settings.method_settings,
         teacher_paths,
         clusters_path,
-        train_config.get("device", "auto"),
+        settings.train_config["device"],
         log,
     )
-    phase = PhaseSettings.from_config(train_config, "student", arch)
-    if fine_tune_epochs is not None:
-        phase = dataclasses.replace(phase, epochs=int(fine_tune_epochs))
+    phase = settings.phase(cell.arch)
     log.info(
         "%s blockwise student (%s): %d parameters (teacher %d), %d blocks, fine-tuned %d epochs",
-        arch,
-        method,
+        cell.arch,
+        settings.method,
         count_parameters(student),
         count_parameters(teacher),
         len(block_states),
         phase.epochs,
     )
-    seed_everything(seed)
-    result = train_phase(student, train_data, splits, phase, loss=loss, seed=seed, log=log.info)
+    seed_everything(cell.seed)
+    result = train_phase(student, train_data, splits, phase, kd=kd, seed=cell.seed, log=log.info)
     header = blockwise_header(
         student,
-        arch,
+        cell.arch,
         teacher_header["size"],
-        replacement_size,
-        app,
+        settings.replacement_size,
+        cell.app,
         role="student",
         builder="blockwise",
-        method=method,
-        settings=dict(settings),
+        method=settings.method,
+        settings=settings_record(settings.method_settings),
         train_samples=len(splits["train"]["labels"]),
         history=result.history,
         best_epoch=result.best_epoch,

@@ -15,6 +15,7 @@ from packd.clustering import (
     cluster_features,
     cluster_sizes,
     fit_clusters,
+    save_centroids,
 )
 from packd.dataset import (
     SPLIT_NAMES,
@@ -40,26 +41,26 @@ def build_dataset(
 ) -> dict[str, int]:
     """Split one app's trace by instr_id and write inputs, labels and clustering features."""
     trace, _ = read_trace_parquet(Path(trace_path))
-    max_accesses = dataset_config.get("max_accesses")
+    max_accesses = dataset_config["max_accesses"]
     if max_accesses and len(trace) > max_accesses:
         log.info("keeping the first %d of %d LLC accesses", max_accesses, len(trace))
         trace = trace.iloc[:max_accesses]
     split = dataset_config["split"]
     segments = split_by_instr_id(
-        trace, split["warmup"], split["train"], split["val"], split.get("val_blocks", 1)
+        trace, split["warmup"], split["train"], split["val"], split["val_blocks"]
     )
     sizes = {}
     for name, pieces in segments.items():
         arrays = build_pieces_arrays(
             pieces,
-            history=dataset_config.get("history", 10),
-            look_forward=dataset_config.get("look_forward", 128),
-            delta_bound=dataset_config.get("delta_bound", 128),
-            label_offset=dataset_config.get("label_offset", 0),
+            history=dataset_config["history"],
+            look_forward=dataset_config["look_forward"],
+            delta_bound=dataset_config["delta_bound"],
+            label_offset=dataset_config["label_offset"],
         )
         if len(arrays["labels"]) == 0:
             raise ValueError(f"{trace_path}: the {name} split has no sample with an in-range delta")
-        limit = (dataset_config.get("max_samples") or {}).get(name)
+        limit = dataset_config["max_samples"][name]
         if limit and len(arrays["labels"]) > limit:
             log.info(
                 "%s: keeping %d of %d samples, drawn at random", name, limit, len(arrays["labels"])
@@ -87,11 +88,13 @@ def cluster(
     n_init: int,
     min_cluster_fraction: float,
     assignments_path: str | Path,
+    centroids_path: str | Path,
     sizes_path: str | Path,
     figure_path: str | Path,
     log: logging.Logger = LOG,
 ) -> pd.DataFrame:
-    """Fit k-means on the training samples' features and assign every sample of every split."""
+    """Fit k-means on the training samples' features, assign every sample of every split and
+    save the centroids (packd.clustering.save_centroids) that route any other sample."""
     features_by_split = {
         name: cluster_features(load_split(Path(path)), features)
         for name, path in split_paths.items()
@@ -109,6 +112,7 @@ def cluster(
     sizes = cluster_sizes(assignments, k)
     log.info("cluster sizes:\n%s", sizes.to_string())
     write_parquet_atomic(assignments, assignments_path)
+    save_centroids(centroids_path, model, features)
     write_text_atomic(sizes_path, sizes.reset_index().to_csv(index=False))
     plot_cluster_sizes(
         sizes,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from packd.atomic import write_json_atomic
-from packd.checkpoint import load_models
+from packd.cell import Cell
 from packd.clustering import load_cluster_ids
 from packd.dataset import load_split
 from packd.distill import teacher_soft_logits
@@ -22,6 +22,7 @@ from packd.metrics import (
     protocol_metrics,
 )
 from packd.models import count_parameters, model_bytes
+from packd.networks import load_models
 from packd.train import resolve_device
 
 LOG = logging.getLogger("packd")
@@ -43,49 +44,46 @@ def model_probabilities(
 
 
 def evaluate(
+    cell: Cell,
     split_paths: Mapping[str, str | Path],
     checkpoint_paths: Sequence[str | Path],
     out_path: str | Path,
-    app: str,
-    arch: str,
     model_name: str,
     clusters_path: str | Path | None = None,
-    latency_repeats: int = 200,
+    *,
+    latency_repeats: int,
+    device_name: str,
+    degree: int,
     batch_size: int = 1024,
-    device_name: str = "auto",
-    degree: int = 2,
-    seed: int = 0,
     log: logging.Logger = LOG,
 ) -> dict[str, Any]:
-    """Score one model (or the routed cluster teachers) on test at the validation threshold."""
+    """Score one model of the cell (or the routed cluster teachers) on test at the validation
+    threshold."""
     return evaluate_cell(
+        cell,
         split_paths,
         {model_name: list(checkpoint_paths)},
         {model_name: out_path},
-        app,
-        arch,
         clusters_path,
-        latency_repeats,
-        batch_size,
-        device_name,
-        degree,
-        seed,
-        log,
+        latency_repeats=latency_repeats,
+        device_name=device_name,
+        degree=degree,
+        batch_size=batch_size,
+        log=log,
     )[model_name]
 
 
 def evaluate_cell(
+    cell: Cell,
     split_paths: Mapping[str, str | Path],
     checkpoints_by_model: Mapping[str, Sequence[str | Path]],
     out_paths: Mapping[str, str | Path],
-    app: str,
-    arch: str,
     clusters_path: str | Path | None = None,
-    latency_repeats: int = 200,
+    *,
+    latency_repeats: int,
+    device_name: str,
+    degree: int,
     batch_size: int = 1024,
-    device_name: str = "auto",
-    degree: int = 2,
-    seed: int = 0,
     log: logging.Logger = LOG,
 ) -> dict[str, dict[str, Any]]:
     """Score every model of one (seed, app, arch) cell on the same data, loaded once.
@@ -103,8 +101,8 @@ def evaluate_cell(
         frequency_bits = frequency_top_k(load_split(Path(split_paths["train"]))["labels"], degree)
         log.info(
             "%s/%s: the bit-frequency baseline's top-%d bits: %s",
-            app,
-            arch,
+            cell.app,
+            cell.arch,
             degree,
             frequency_bits.tolist(),
         )
@@ -122,11 +120,17 @@ def evaluate_cell(
         metrics = score_model(
             models, headers, probabilities, splits, degree, latency_repeats, log, frequency_bits
         )
-        metrics = {"app": app, "arch": arch, "method": model_name, "seed": seed, **metrics}
+        metrics = {
+            "app": cell.app,
+            "arch": cell.arch,
+            "method": model_name,
+            "seed": cell.seed,
+            **metrics,
+        }
         log.info(
             "%s/%s/%s: test F1 %.4f at validation threshold %.3f (authors' protocol %.4f)",
-            app,
-            arch,
+            cell.app,
+            cell.arch,
             model_name,
             metrics["f1"],
             metrics["threshold"],
@@ -136,8 +140,8 @@ def evaluate_cell(
             log.info(
                 "%s/%s/%s: top-%d bits differ from the bit-frequency baseline's on %d of %d test "
                 "samples (%.1f%%)",
-                app,
-                arch,
+                cell.app,
+                cell.arch,
                 model_name,
                 degree,
                 metrics["top_k_differs_from_frequency_count"],

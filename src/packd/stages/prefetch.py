@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,13 @@ from packd.atomic import write_json_atomic, write_text_atomic
 from packd.cache import CacheLevel, levels_from_config
 from packd.dataset import (
     BLOCK_BITS,
-    load_split,
     segment_addresses,
     split_by_instr_id,
     trace_block_addresses,
 )
+from packd.plan import DEFAULT_DISTANCE
 from packd.prefetch import (
-    DEFAULT_DEGREE,
-    DEFAULT_DISTANCE,
-    DEFAULT_FILTER_WINDOW,
+    Prefetches,
     classic_prefetches,
     evaluate_prefetches,
     filter_prefetches,
@@ -47,8 +46,8 @@ from packd.prefetch import (
 )
 from packd.trace_io import read_trace_parquet
 
-# torch, scikit-learn, matplotlib and scipy are imported by the functions that need them: the
-# many replay jobs then start in about a second instead of five.
+# torch, matplotlib and scipy are imported by the functions that need them: the many replay
+# jobs then start in about a second instead of five.
 
 LOG = logging.getLogger("packd")
 
@@ -57,12 +56,12 @@ def test_range(
     trace: pd.DataFrame, dataset_config: Mapping[str, Any], max_accesses: int | None = None
 ) -> pd.DataFrame:
     """The trace's test range in order (build_dataset's cap and split), its first max_accesses."""
-    dataset_cap = dataset_config.get("max_accesses")
+    dataset_cap = dataset_config["max_accesses"]
     if dataset_cap and len(trace) > dataset_cap:
         trace = trace.iloc[:dataset_cap]
     split = dataset_config["split"]
     pieces = split_by_instr_id(
-        trace, split["warmup"], split["train"], split["val"], split.get("val_blocks", 1)
+        trace, split["warmup"], split["train"], split["val"], split["val_blocks"]
     )
     (test,) = pieces["test"]  # the test range is one contiguous piece
     if max_accesses is not None and len(test) > max_accesses:
@@ -107,43 +106,6 @@ def _windows(values: np.ndarray, history: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(values, history).copy()
 
 
-def route_by_refit_clusters(
-    train_split: Mapping[str, np.ndarray],
-    samples: Mapping[str, np.ndarray],
-    features: str,
-    k: int,
-    seed: int,
-    n_init: int,
-    min_cluster_fraction: float,
-    check_split: Mapping[str, np.ndarray] | None = None,
-    check_clusters: np.ndarray | None = None,
-    log: logging.Logger = LOG,
-) -> np.ndarray:
-    """Cluster id of every sample: k-means refit on the train split as the cluster rule fits it.
-
-    The cluster rule stores assignments, not centroids, so the same seeded fit is repeated here
-    and each sample goes to its nearest surviving centroid. With check_split and its stored
-    check_clusters, the share of those the refit reproduces is logged (1.0 when deterministic).
-    """
-    from packd.clustering import assign_clusters, cluster_features, fit_clusters
-
-    model = fit_clusters(
-        cluster_features(dict(train_split), features),
-        k=k,
-        seed=seed,
-        n_init=n_init,
-        min_cluster_fraction=min_cluster_fraction,
-    )
-    if check_split is not None and check_clusters is not None:
-        refit = assign_clusters(model, cluster_features(dict(check_split), features))
-        agreement = float(np.mean(refit == check_clusters)) if refit.size else 1.0
-        level = logging.INFO if agreement == 1.0 else logging.WARNING
-        log.log(level, "the refit clusters reproduce %.4f of the stored test clusters", agreement)
-    if len(samples["instr_id"]) == 0:
-        return np.zeros(0, np.int64)
-    return assign_clusters(model, cluster_features(dict(samples), features))
-
-
 def model_scores(
     checkpoint_paths: Sequence[str | Path],
     samples: Mapping[str, np.ndarray],
@@ -152,7 +114,7 @@ def model_scores(
     device_name: str = "cpu",
 ) -> np.ndarray:
     """Sigmoid scores (n, bits) of each sample from its route's model (route 0: one model)."""
-    from packd.checkpoint import load_models
+    from packd.networks import load_models
     from packd.stages.evaluation import model_probabilities
     from packd.train import resolve_device
 
@@ -192,6 +154,75 @@ def prefetch_outputs(
     return table
 
 
+@dataclass(frozen=True, kw_only=True)
+class PrefetchSettings:
+    """How prefetch_app scores, filters and replays: the config's `evaluate` and `train.device`
+    settings as the rule passes them, built once in its script.
+
+    degree: prefetches per load; max_accesses: the test range's first accesses replayed (None:
+    all of it); device_name and batch_size: where and in what batches the models score;
+    prefetch_filter and filter_window: the prefetch filter of the module docstring and its window
+    in accesses (each report records both); distance: the fill distance, in LLC accesses.
+    """
+
+    degree: int
+    max_accesses: int | None
+    device_name: str
+    prefetch_filter: bool
+    filter_window: int
+    distance: int = DEFAULT_DISTANCE
+    batch_size: int = 1024
+
+
+def _classic_file_prefetches(
+    name: str,
+    instr_ids: np.ndarray,
+    lines: np.ndarray,
+    pcs: np.ndarray,
+    llc: CacheLevel,
+    settings: PrefetchSettings,
+) -> Prefetches:
+    """A classic prefetcher's own prefetches on the stream, filtered when the filter is on."""
+    degree = settings.degree
+    prefetches = classic_prefetches(
+        name, instr_ids, lines, pcs, degree, llc.line_bytes, settings.distance
+    )
+    if settings.prefetch_filter:
+        prefetches = filter_prefetches(
+            instr_ids, lines, prefetches, degree, settings.filter_window, llc.line_bytes
+        )
+    return prefetches
+
+
+def _model_file_prefetches(
+    scores: np.ndarray,
+    samples: Mapping[str, np.ndarray],
+    threshold: float,
+    instr_ids: np.ndarray,
+    lines: np.ndarray,
+    llc: CacheLevel,
+    settings: PrefetchSettings,
+) -> Prefetches:
+    """A model's prefetches from its scores: every bit at or above threshold, best first, through
+    the filter; or, with the filter off, its top `degree` bits at or above threshold."""
+    current_blocks = samples["block_addresses"][:, -1]
+    if settings.prefetch_filter:
+        candidates = ranked_candidates(
+            scores, samples["instr_id"], current_blocks, threshold, line_bytes=1 << BLOCK_BITS
+        )
+        return filter_prefetches(
+            instr_ids, lines, candidates, settings.degree, settings.filter_window, llc.line_bytes
+        )
+    return prefetches_from_scores(
+        scores,
+        samples["instr_id"],
+        current_blocks,
+        threshold,
+        settings.degree,
+        line_bytes=1 << BLOCK_BITS,
+    )
+
+
 def prefetch_app(
     trace_path: str | Path,
     dataset_config: Mapping[str, Any],
@@ -199,15 +230,10 @@ def prefetch_app(
     model_checkpoints: Mapping[str, Sequence[str | Path]],
     model_metrics: Mapping[str, str | Path],
     out_paths: Mapping[str, tuple[str | Path, str | Path]],
-    clustering: Mapping[str, Any],
-    degree: int = DEFAULT_DEGREE,
-    distance: int = DEFAULT_DISTANCE,
-    max_accesses: int | None = None,
-    batch_size: int = 1024,
-    device_name: str = "cpu",
+    centroids_path: str | Path | None = None,
+    *,
+    settings: PrefetchSettings,
     seed: int = 0,
-    prefetch_filter: bool = True,
-    filter_window: int = DEFAULT_FILTER_WINDOW,
     log: logging.Logger = LOG,
 ) -> list[dict[str, Any]]:
     """Every model's and classic prefetcher's prefetch file and replay for one app (and seed).
@@ -215,15 +241,15 @@ def prefetch_app(
     Keys "arch/model" name the models (their checkpoints, metrics JSON with the validation
     threshold, and (prefetch file, replay JSON) out paths); keys "classic/name" the classic
     prefetchers. The test-range stream, the samples and the cluster routes are built once.
-    clustering: the train and test split paths, the stored clusters path and the cluster rule's
-    settings (features, k, seed, n_init, min_cluster_fraction), to route the cluster teachers.
-    prefetch_filter and filter_window: the prefetch filter (module docstring) and its window in
-    accesses; each report records both.
+    centroids_path: the cluster rule's saved centroids, which route the stream's samples to the
+    cluster teachers as the rule assigned the dataset's (needed only by a model with several
+    checkpoints).
     """
-    from packd.clustering import load_cluster_ids
+    from packd.clustering import route_samples
 
-    stream = read_test_range(trace_path, dataset_config, max_accesses)
-    samples = stream_samples(stream, dataset_config.get("history", 10))
+    degree, distance = settings.degree, settings.distance
+    stream = read_test_range(trace_path, dataset_config, settings.max_accesses)
+    samples = stream_samples(stream, dataset_config["history"])
     llc = _llc(cache_config)
     lines = _llc_lines(stream, llc)
     instr_ids = stream["instr_id"].to_numpy()
@@ -232,53 +258,25 @@ def prefetch_app(
     for key, (prefetch_path, report_path) in out_paths.items():
         source, name = key.split("/")
         if source == "classic":
-            prefetches = classic_prefetches(
-                name, instr_ids, lines, stream["pc"].to_numpy(), degree, llc.line_bytes, distance
+            prefetches = _classic_file_prefetches(
+                name, instr_ids, lines, stream["pc"].to_numpy(), llc, settings
             )
-            if prefetch_filter:
-                prefetches = filter_prefetches(
-                    instr_ids, lines, prefetches, degree, filter_window, llc.line_bytes
-                )
         else:
             checkpoints = model_checkpoints[key]
             model_routes = np.zeros(len(samples["instr_id"]), np.int64)
             if len(checkpoints) > 1:
+                if centroids_path is None:
+                    raise ValueError(f"{key}: several checkpoints need the cluster centroids")
                 if routes is None:
-                    routes = route_by_refit_clusters(
-                        load_split(Path(clustering["train"])),
-                        samples,
-                        clustering["features"],
-                        int(clustering["k"]),
-                        int(clustering["seed"]),
-                        int(clustering["n_init"]),
-                        float(clustering["min_cluster_fraction"]),
-                        check_split=load_split(Path(clustering["test"])),
-                        check_clusters=load_cluster_ids(clustering["clusters"])["test"],
-                        log=log,
-                    )
+                    routes = route_samples(centroids_path, samples)
                 model_routes = routes
             threshold = float(json.loads(Path(model_metrics[key]).read_text())["threshold"])
-            scores = model_scores(checkpoints, samples, model_routes, batch_size, device_name)
-            if prefetch_filter:
-                candidates = ranked_candidates(
-                    scores,
-                    samples["instr_id"],
-                    samples["block_addresses"][:, -1],
-                    threshold,
-                    line_bytes=1 << BLOCK_BITS,
-                )
-                prefetches = filter_prefetches(
-                    instr_ids, lines, candidates, degree, filter_window, llc.line_bytes
-                )
-            else:
-                prefetches = prefetches_from_scores(
-                    scores,
-                    samples["instr_id"],
-                    samples["block_addresses"][:, -1],
-                    threshold,
-                    degree,
-                    line_bytes=1 << BLOCK_BITS,
-                )
+            scores = model_scores(
+                checkpoints, samples, model_routes, settings.batch_size, settings.device_name
+            )
+            prefetches = _model_file_prefetches(
+                scores, samples, threshold, instr_ids, lines, llc, settings
+            )
         prefetches = limit_per_load(prefetches, degree)
         write_prefetch_file(prefetch_path, prefetches)
         report = evaluate_prefetches(instr_ids, lines, prefetches, llc, distance)
@@ -290,8 +288,8 @@ def prefetch_app(
             "name": name,
             "degree": degree,
             "distance": distance,
-            "filter": bool(prefetch_filter),
-            "filter_window": int(filter_window) if prefetch_filter else None,
+            "filter": bool(settings.prefetch_filter),
+            "filter_window": int(settings.filter_window) if settings.prefetch_filter else None,
             "accesses": len(stream),
             **report.as_dict(),
         }

@@ -44,9 +44,11 @@ def trace_app(
     log: logging.Logger = LOG,
 ) -> None:
     """Trace one app's loads, keep those that reach the LLC, and write the Parquet trace."""
-    max_loads = tracing.get("max_loads")
+    max_loads = tracing["max_loads"]
     metadata: dict[str, Any] = {"packd_version": __version__}
     if "kernel" in source:
+        if binary is None:
+            raise ValueError(f"a kernel app ({source['kernel']}) needs its built binary")
         kernel_args = {key: source[key] for key in ("kernel", "graph", "scale", "degree")}
         kernel_args["seed"] = source.get("seed", 1)
         trials = source.get("trials", 1)
@@ -97,7 +99,7 @@ def trace_app(
     log.info("recorded %d loads (%d distinct pcs)", len(loads.addr), len(np.unique(loads.pc)))
     metadata.update(loads.metadata)
     levels = levels_from_config(cache_config)
-    memory_latency = cache_config.get("memory_latency", 200)
+    memory_latency = cache_config["memory_latency"]
     trace = llc_trace_from_loads(loads.instr_id, loads.pc, loads.addr, levels, memory_latency)
     log.info(
         "%d accesses reach the LLC (%.1f%% of loads)",

@@ -13,12 +13,22 @@ from typing import Any
 import numpy as np
 
 from packd.atomic import write_json_atomic
-from packd.checkpoint import checkpoint_header, load_checkpoint, load_models, save_checkpoint
+from packd.cell import Cell
+from packd.checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
 from packd.clustering import cluster_splits, load_cluster_ids
 from packd.dataset import SPLIT_NAMES, load_split
 from packd.distill import teacher_soft_logits
-from packd.hashing import compress_model, hashing_header, smallest_budget
-from packd.models import build_model, count_parameters, mlp_hidden_for, size_for_budget
+from packd.kd_settings import KDSettings
+from packd.methods import settings_record
+from packd.models import count_parameters
+from packd.networks import (
+    NetworkCell,
+    build_network,
+    load_models,
+    network_named,
+    parameters_of,
+)
+from packd.plan import replacement_size_of
 from packd.train import PhaseSettings, resolve_device, seed_everything, train_phase
 
 LOG = logging.getLogger("packd")
@@ -45,14 +55,14 @@ def cluster_teacher_phase(
     cluster's validation samples. scratch (the authors' way): the teacher's epochs scaled by
     n_app / n_cluster, so that it takes as many optimiser steps as the whole-app teacher.
     """
-    init = cluster_config.get("init", "warm_start")
+    init = cluster_config["init"]
     if init not in CLUSTER_TEACHER_INITS:
         raise ValueError(f"unknown cluster-teacher init {init!r}; valid: {CLUSTER_TEACHER_INITS}")
     if init == "warm_start":
         fine_tune = dataclasses.replace(
             settings,
-            epochs=int(cluster_config.get("epochs", 4)),
-            lr=settings.lr * float(cluster_config.get("lr_factor", 0.5)),
+            epochs=int(cluster_config["epochs"]),
+            lr=settings.lr * float(cluster_config["lr_factor"]),
             min_epochs=1,
         )
         return fine_tune, True
@@ -61,13 +71,11 @@ def cluster_teacher_phase(
 
 
 def train_teacher(
+    cell: Cell,
     split_paths: Mapping[str, str | Path],
-    arch: str,
     size: Mapping[str, Any],
     train_config: Mapping[str, Any],
-    seed: int,
     checkpoint_path: str | Path,
-    app: str,
     clusters_path: str | Path | None = None,
     cluster_id: int | None = None,
     lr_factor: float | None = None,
@@ -75,8 +83,8 @@ def train_teacher(
     whole_app_teacher_path: str | Path | None = None,
     log: logging.Logger = LOG,
 ) -> dict[str, Any]:
-    """Train one teacher on one cluster's samples (or the whole app), save its checkpoint and
-    return the checkpoint's header.
+    """Train the cell's teacher on one cluster's samples (or the whole app), save its checkpoint
+    and return the checkpoint's header.
 
     The learning rate is the arch's teacher rate times lr_factor, or times the factor chosen for
     the whole-app teacher (selection_path, written by select_teacher or replicate_teacher). A
@@ -90,6 +98,7 @@ def train_teacher(
     n_app = len(splits["train"]["labels"])
     fields: dict[str, Any] = {"lr_factor": lr_factor}
     if clusters_path is not None:
+        assert cluster_id is not None, "a cluster teacher is trained with its cluster_id"
         fields["cluster"] = cluster_id
         splits, small = cluster_splits(splits, load_cluster_ids(clusters_path), cluster_id)
         if small:
@@ -102,17 +111,18 @@ def train_teacher(
     if n_train == 0:
         # The cluster was merged away (see the cluster log): no sample is routed to it.
         log.warning("cluster %s has no training samples: writing an empty teacher", cluster_id)
-        header = checkpoint_header(None, arch, size, "teacher", app, **fields, empty=True)
+        header = checkpoint_header(None, cell.arch, size, "teacher", cell.app, **fields, empty=True)
         save_checkpoint(Path(checkpoint_path), {}, header)
         return header
-    seed_everything(seed)
-    model = build_model(arch, size)
-    settings = PhaseSettings.from_config(train_config, "teacher", arch)
+    seed_everything(cell.seed)
+    network_cell = NetworkCell(arch=cell.arch, sizes={"teacher": size}, seed=cell.seed)
+    model, _ = build_network("teacher", network_cell)
+    settings = PhaseSettings.from_config(train_config, "teacher", cell.arch)
     settings = dataclasses.replace(settings, lr=settings.lr * lr_factor)
     warm_start = False
     if clusters_path is not None:
         settings, warm_start = cluster_teacher_phase(
-            settings, train_config.get("cluster_teachers", {}), n_train, n_app
+            settings, train_config["cluster_teachers"], n_train, n_app
         )
         fields["init"] = "warm_start" if warm_start else "scratch"
         if warm_start:
@@ -122,7 +132,7 @@ def train_teacher(
             model.load_state_dict(state)
     log.info(
         "%s teacher %s: %d parameters, %d training samples, %s, %d epochs at lr %g",
-        arch,
+        cell.arch,
         dict(size),
         count_parameters(model),
         n_train,
@@ -135,17 +145,17 @@ def train_teacher(
         (splits["train"]["inputs"], splits["train"]["labels"]),
         splits,
         settings,
-        loss="bce",
-        seed=seed,
+        kd=None,
+        seed=cell.seed,
         log=log.info,
         initial_candidate=warm_start,
     )
     header = checkpoint_header(
         model,
-        arch,
+        cell.arch,
         size,
         "teacher",
-        app,
+        cell.app,
         **fields,
         train_samples=n_train,
         history=result.history,
@@ -199,25 +209,23 @@ def select_candidate(
 
 
 def replicate_teacher(
+    cell: Cell,
     split_paths: Mapping[str, str | Path],
-    arch: str,
     size: Mapping[str, Any],
     train_config: Mapping[str, Any],
-    seed: int,
     checkpoint_path: str | Path,
     selection_path: str | Path,
     chosen_selection_path: str | Path,
     chosen_on_seed: int,
-    app: str,
     log: logging.Logger = LOG,
 ) -> dict[str, Any]:
-    """The whole-app teacher of a later seed: trained at the learning-rate factor chosen on the
-    first seed's validation (chosen_selection_path), recorded as this seed's selection.
+    """The whole-app teacher of a later seed's cell: trained at the learning-rate factor chosen
+    on the first seed's validation (chosen_selection_path), recorded as this seed's selection.
 
     The grid runs once: later seeds replicate training at the chosen setting, not the choice.
     """
     header = train_teacher(
-        split_paths, arch, size, train_config, seed, checkpoint_path, app,
+        cell, split_paths, size, train_config, checkpoint_path,
         selection_path=chosen_selection_path, log=log,
     )  # fmt: skip
     candidate = _selection_candidate(header, checkpoint_path)
@@ -247,56 +255,15 @@ def soft_target_routes(
     return np.zeros(n_samples, dtype=np.int64)
 
 
-def budget_factor_of(
-    settings: Mapping[str, Any], arch: str, sizes: Mapping[str, Mapping[str, Any]]
-) -> float:
+def budget_factor_of(settings: Mapping[str, Any], cell: NetworkCell) -> float:
     """The method's parameter budget as a factor of the student's count: its own factor, or
     the blockwise student's count over the student's (settings["budget_of"] == "blockwise")."""
     if settings.get("budget_of") != "blockwise":
-        return float(settings.get("budget_factor", 1.0))
-    from packd.blockwise import blockwise_parameter_counts
-    from packd.stages.blockwise import blockwise_settings, replacement_size_of
-
-    replacement = replacement_size_of(blockwise_settings(settings.get("blockwise")), arch)
-    counts = blockwise_parameter_counts(arch, sizes["teacher"], replacement)
-    return counts["student"] / count_parameters(build_model(arch, sizes["student"]))
-
-
-def build_network(
-    network: str,
-    arch: str,
-    sizes: Mapping[str, Mapping[str, Any]],
-    seed: int,
-    budget_factor: float = 1.0,
-) -> tuple[Any, dict[str, Any]]:
-    """The untrained network a method trains, and the header fields that rebuild it.
-
-    student: the arch's student size (its width scaled to budget_factor times the student's
-    parameters); mlp: a plain MLP of the teacher's parameter count; frequency: per-bit
-    frequencies only; roast / hashednet: the teacher's architecture compressed to budget_factor
-    times the student's parameter count.
-    """
-    student_params = count_parameters(build_model(arch, sizes["student"]))
-    budget = round(budget_factor * student_params)
-    if network == "student":
-        size = dict(sizes["student"])
-        if budget_factor != 1.0:
-            size = size_for_budget(arch, size, budget)
-        return build_model(arch, size), {"arch": arch, "size": size}
-    if network == "frequency":
-        return build_model("frequency", {}), {"arch": "frequency", "size": {}}
-    teacher_params = count_parameters(build_model(arch, sizes["teacher"]))
-    if network == "mlp":
-        size = {"hidden": mlp_hidden_for(teacher_params)}
-        return build_model("mlp", size), {"arch": "mlp", "size": size}
-    if network in ("roast", "hashednet"):
-        teacher = build_model(arch, sizes["teacher"])
-        # A teacher's dense parts (biases, norms) can outnumber a tiny student's parameters:
-        # then the budget is the smallest that leaves a hashed array (the table shows params).
-        model = compress_model(teacher, network, smallest_budget(teacher, budget), seed)
-        fields = {"arch": arch, "size": dict(sizes["teacher"]), "builder": "hashed"}
-        return model, {**fields, "hashing": hashing_header(model)}
-    raise ValueError(f"unknown network {network!r}")
+        return float(settings["budget_factor"])
+    replacement = replacement_size_of(settings["blockwise"], cell.arch)
+    blockwise_cell = dataclasses.replace(cell, replacement_size=replacement)
+    blockwise, _ = build_network("blockwise", blockwise_cell)
+    return count_parameters(blockwise) / parameters_of(cell.arch, cell.sizes["student"])
 
 
 def student_training_data(
@@ -307,11 +274,11 @@ def student_training_data(
     clusters_path: str | Path | None,
     device_name: str,
     log: logging.Logger = LOG,
-) -> tuple[tuple, Any]:
-    """(train data, loss) for train_phase: labels and BCE, or, with soft targets, each sample's
-    routed teacher's logits and the method's KD loss."""
+) -> tuple[tuple, KDSettings | None]:
+    """(train data, KD settings) for train_phase: labels and None (BCE), or, with soft targets,
+    each sample's routed teacher's logits and the method's KD settings."""
     if settings["soft_targets"] is None:
-        return (train_inputs, train_labels), "bce"
+        return (train_inputs, train_labels), None
     teachers, _ = load_models(teacher_paths)
     routes = soft_target_routes(settings["soft_targets"], len(train_labels), clusters_path)
     missing = sorted(set(np.unique(routes).tolist()) - set(teachers))
@@ -323,24 +290,16 @@ def student_training_data(
     soft_logits = teacher_soft_logits(
         teachers, train_inputs, routes, batch_size=1024, device=resolve_device(device_name)
     )
-    loss = (
-        "kd",
-        settings["alpha"],
-        settings["temperature"],
-        settings.get("scale_soft_by_t2", True),
-    )
-    return (train_inputs, train_labels, soft_logits), loss
+    return (train_inputs, train_labels, soft_logits), settings["kd"]
 
 
 def train_student(
+    cell: Cell,
     split_paths: Mapping[str, str | Path],
-    arch: str,
     sizes: Mapping[str, Mapping[str, Any]],
     settings: Mapping[str, Any],
     train_config: Mapping[str, Any],
-    seed: int,
     checkpoint_path: str | Path,
-    app: str,
     method: str,
     teacher_paths: Sequence[str | Path] = (),
     clusters_path: str | Path | None = None,
@@ -350,7 +309,7 @@ def train_student(
     chosen_on_seed: int | None = None,
     log: logging.Logger = LOG,
 ) -> dict[str, Any]:
-    """Train one model of a method (settings from packd.methods.method_settings): on labels
+    """Train the cell's model of a method (settings from packd.methods.method_settings): on labels
     only, or distilled from the teachers its soft targets come from, in its training phase
     (settings["phase"]), at lr_factor times the phase's rate (a grid point on the first seed)
     or at the factor chosen on the first seed (chosen_selection_path, recorded at
@@ -358,25 +317,25 @@ def train_student(
     factor = chosen_lr_factor(lr_factor, chosen_selection_path)
     splits = load_splits(split_paths)
     train_inputs, train_labels = splits["train"]["inputs"], splits["train"]["labels"]
-    train_data, loss = student_training_data(
+    train_data, kd = student_training_data(
         train_inputs,
         train_labels,
         settings,
         teacher_paths,
         clusters_path,
-        train_config.get("device", "auto"),
+        train_config["device"],
         log,
     )
-    seed_everything(seed)
-    model, network_fields = build_network(
-        settings["network"], arch, sizes, seed, budget_factor_of(settings, arch, sizes)
-    )
-    phase_name = settings.get("phase", "student")
-    phase = PhaseSettings.from_config(train_config, phase_name, arch)
+    seed_everything(cell.seed)
+    network_cell = NetworkCell(arch=cell.arch, sizes=sizes, seed=cell.seed)
+    network = network_named(settings["network"])
+    model, network_fields = network.build(network_cell, budget_factor_of(settings, network_cell))
+    phase_name = settings["phase"]
+    phase = PhaseSettings.from_config(train_config, phase_name, cell.arch)
     phase = dataclasses.replace(phase, lr=phase.lr * factor)
     log.info(
         "%s cell, %s network %s (%s): %d parameters, %s phase at lr %g (x%g)",
-        arch,
+        cell.arch,
         settings["network"],
         network_fields["size"],
         method,
@@ -385,20 +344,20 @@ def train_student(
         phase.lr,
         factor,
     )
-    if settings["network"] == "frequency":
+    if not network.trains:
         # Nothing to learn: the scores are the training frequencies (set as the output bias).
         phase = dataclasses.replace(phase, epochs=0, prior_bias=True)
-    result = train_phase(model, train_data, splits, phase, loss=loss, seed=seed, log=log.info)
+    result = train_phase(model, train_data, splits, phase, kd=kd, seed=cell.seed, log=log.info)
     header = checkpoint_header(
         model,
         network_fields.pop("arch"),
         network_fields.pop("size"),
         "student",
-        app,
+        cell.app,
         **network_fields,
-        cell_arch=arch,
+        cell_arch=cell.arch,
         method=method,
-        settings=dict(settings),
+        settings=settings_record(settings),
         lr_factor=factor,
         train_samples=len(train_labels),
         history=result.history,
