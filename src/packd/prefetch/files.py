@@ -78,6 +78,32 @@ def _as_lines(block_addresses: np.ndarray) -> np.ndarray:
     return lines
 
 
+def _as_stream(block_addresses: np.ndarray, instr_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An access stream's lines and instr_ids, checked: one instr_id a line, non-decreasing."""
+    lines = _as_lines(block_addresses)
+    instr_ids = np.asarray(instr_ids).astype(np.uint64)
+    if instr_ids.shape != lines.shape:
+        raise ValueError(f"{instr_ids.size} instr_ids for {lines.size} block addresses")
+    if instr_ids.size > 1 and (instr_ids[1:] < instr_ids[:-1]).any():
+        raise ValueError("the stream's instr_ids must be non-decreasing")
+    return lines, instr_ids
+
+
+def _as_score_inputs(
+    scores: np.ndarray, instr_ids: np.ndarray, block_addresses: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores (n, bits) with their n instr_ids and current blocks, as arrays, checked."""
+    scores = np.asarray(scores)
+    instr_ids = np.asarray(instr_ids).astype(np.uint64)
+    block_addresses = np.asarray(block_addresses).astype(np.int64)
+    if scores.ndim != 2 or not (scores.shape[0] == instr_ids.size == block_addresses.size):
+        raise ValueError(
+            f"scores must be (n, bits) with n instr_ids and block addresses, got {scores.shape}, "
+            f"{instr_ids.shape}, {block_addresses.shape}"
+        )
+    return scores, instr_ids, block_addresses
+
+
 def bit_deltas(label_bits: int) -> np.ndarray:
     """Block delta of each label bit (int64), the inverse of dataset.delta_bitmap_labels.
 
@@ -106,14 +132,7 @@ def prefetches_from_scores(
     (block + delta) * line_bytes, highest score first (ties: the lower bit first); blocks below 0
     are dropped. `scores >= threshold` matches packd.metrics, where the threshold was chosen.
     """
-    scores = np.asarray(scores)
-    instr_ids = np.asarray(instr_ids).astype(np.uint64)
-    block_addresses = np.asarray(block_addresses).astype(np.int64)
-    if scores.ndim != 2 or not (scores.shape[0] == instr_ids.size == block_addresses.size):
-        raise ValueError(
-            f"scores must be (n, bits) with n instr_ids and block addresses, got {scores.shape}, "
-            f"{instr_ids.shape}, {block_addresses.shape}"
-        )
+    scores, instr_ids, block_addresses = _as_score_inputs(scores, instr_ids, block_addresses)
     if degree < 1:
         raise ValueError(f"degree must be at least 1, got {degree}")
     deltas = bit_deltas(scores.shape[1])
@@ -150,14 +169,7 @@ def ranked_candidates(
     (before dropping blocks below 0); here every bit at or above the threshold is kept, so that
     the filter can fill the degree from the next-ranked bits. Blocks below 0 are dropped.
     """
-    scores = np.asarray(scores)
-    instr_ids = np.asarray(instr_ids).astype(np.uint64)
-    block_addresses = np.asarray(block_addresses).astype(np.int64)
-    if scores.ndim != 2 or not (scores.shape[0] == instr_ids.size == block_addresses.size):
-        raise ValueError(
-            f"scores must be (n, bits) with n instr_ids and block addresses, got {scores.shape}, "
-            f"{instr_ids.shape}, {block_addresses.shape}"
-        )
+    scores, instr_ids, block_addresses = _as_score_inputs(scores, instr_ids, block_addresses)
     deltas = bit_deltas(scores.shape[1])
     issuing_parts, line_parts = [], []
     for start in range(0, scores.shape[0], chunk_rows):
@@ -236,12 +248,7 @@ def filter_prefetches(
     _check_degree(degree)
     if window < 1:
         raise ValueError(f"window must be at least 1 access, got {window}")
-    lines = _as_lines(block_addresses)
-    instr_ids = np.asarray(instr_ids).astype(np.uint64)
-    if instr_ids.shape != lines.shape:
-        raise ValueError(f"{instr_ids.size} instr_ids for {lines.size} block addresses")
-    if instr_ids.size > 1 and (instr_ids[1:] < instr_ids[:-1]).any():
-        raise ValueError("the stream's instr_ids must be non-decreasing")
+    lines, instr_ids = _as_stream(block_addresses, instr_ids)
     candidate_instr_ids = candidates.instr_ids
     if candidate_instr_ids.size > 1 and (candidate_instr_ids[1:] < candidate_instr_ids[:-1]).any():
         raise ValueError("candidates must be in non-decreasing instr_id order")

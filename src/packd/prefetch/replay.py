@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from packd.cache import CacheLevel
-from packd.prefetch.files import Prefetches, _as_lines, _line_shift
+from packd.prefetch.files import Prefetches, _as_lines, _as_stream, _line_shift
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -139,12 +139,7 @@ def replay_llc(
     `distance` (>= 1) accesses later. See the module docstring for the model.
     """
     _check_llc(llc)
-    lines = _as_lines(block_addresses)
-    instr_ids = np.asarray(instr_ids).astype(np.uint64)
-    if instr_ids.shape != lines.shape:
-        raise ValueError(f"{instr_ids.size} instr_ids for {lines.size} block addresses")
-    if instr_ids.size > 1 and (instr_ids[1:] < instr_ids[:-1]).any():
-        raise ValueError("the stream's instr_ids must be non-decreasing")
+    lines, instr_ids = _as_stream(block_addresses, instr_ids)
     if distance < 1:
         raise ValueError(f"distance must be at least 1 access, got {distance}")
     issued_at = np.searchsorted(instr_ids, prefetches.instr_ids, side="right") - 1
