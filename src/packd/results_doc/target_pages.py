@@ -9,6 +9,7 @@ import pandas as pd
 from packd.methods import method_label
 from packd.results_doc.formatting import _fmt
 from packd.results_doc.runtimes import run_time_line
+from packd.tables.variants import SWEEP_SETTINGS
 
 
 def render_frontier(
@@ -59,9 +60,6 @@ def render_frontier(
             "",
         ]
     return "\n".join(lines)
-
-
-SWEEP_SETTINGS = {"k": ["k"], "kd": ["alpha", "temperature"], "features": ["features"]}
 
 
 def sweep_summary(table: pd.DataFrame, sweep: str) -> pd.DataFrame:

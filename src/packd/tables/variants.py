@@ -9,6 +9,9 @@ import pandas as pd
 
 from packd.methods import BLOCKWISE_SIZE, FRONTIER_BASES, BudgetVariant, SweepVariant, method_rank
 
+# The settings each sweep varies: its table's key columns
+SWEEP_SETTINGS = {"k": ["k"], "kd": ["alpha", "temperature"], "features": ["features"]}
+
 
 def sweep_table(
     metrics: Sequence[dict], sweep: str, variants: Iterable[SweepVariant]
@@ -39,7 +42,7 @@ def sweep_table(
                 "test_selected_f1": entry["test_selected_f1"],
             }
         )
-    keys = {"k": ["k"], "features": ["features"], "kd": ["alpha", "temperature"]}[sweep]
+    keys = SWEEP_SETTINGS[sweep]
     frame = pd.DataFrame(rows)
     groups = frame.groupby(["app", "arch", *keys])
     spread = {
