@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import re
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -225,6 +226,26 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def run_description(workdir: Path, main: pd.DataFrame, configfile: Path) -> str:
+    """Which run the page read: its commit, its seeds and how they go beyond the config's."""
+    commit = subprocess.run(
+        ["git", "-C", str(workdir), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    seeds = sorted(int(seed) for seed in main["seed"].unique())
+    text = f"The run: the workflow at commit {commit or 'unknown'}, seeds {seeds}"
+    config_seeds = (
+        yaml.safe_load(configfile.read_text()).get("seeds") if configfile.exists() else None
+    )
+    if config_seeds and sorted(config_seeds) != seeds:
+        text += (
+            f" ({configfile.name}'s {sorted(config_seeds)}, then "
+            f"`--config seeds=[{','.join(map(str, seeds))}]` in the same folder)"
+        )
+    return text + "."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("."))
@@ -256,7 +277,8 @@ def main() -> None:
     text = render(widths, costs, args.cores, args.width, sources)
     print(text, end="")
     if args.markdown:
-        write_page(args.markdown, "Seeds: interval widths and cost", PAGE_NOTE, text)
+        note = f"{PAGE_NOTE} {run_description(args.workdir, main_rows, args.configfile)}"
+        write_page(args.markdown, "Seeds: interval widths and cost", note, text)
 
 
 if __name__ == "__main__":

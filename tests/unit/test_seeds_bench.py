@@ -121,3 +121,15 @@ def test_source_sds_take_the_per_seed_mean_over_cells():
     assert sds.loc["packd - no_kd", "run"] == pytest.approx(np.std([0.0, 0.02, 0.01], ddof=1))
     assert sds.loc["packd - no_kd", "whole val and test"] == pytest.approx(0.0)
     assert sds.loc["standard_kd - no_kd", "run"] == pytest.approx(0.0)
+
+
+def test_run_description_names_the_seeds_beyond_the_configs(tmp_path: Path) -> None:
+    module = _load_script()
+    main = _main_table({1: 0.01, 2: 0.02, 3: 0.0})
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text("seeds: [1, 2]\n")
+    text = module.run_description(tmp_path, main, configfile)
+    assert "seeds [1, 2, 3]" in text
+    assert "`--config seeds=[1,2,3]`" in text
+    configfile.write_text("seeds: [3, 1, 2]\n")
+    assert "--config" not in module.run_description(tmp_path, main, configfile)
