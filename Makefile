@@ -13,8 +13,12 @@ demo: setup
 	$(SNAKEMAKE) --report results/report.html
 	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
 
+# Two pytest workers (pytest-xdist), one test file per worker at a time (--dist loadscope keeps a
+# file's module-scoped runs on one worker); the tiny DAG run is shared between them.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(VENV)/bin/pytest -ra --durations=15
+	$(VENV)/bin/pytest -ra --durations=15 -n $(TEST_WORKERS) --dist loadscope
 
 sweeps: setup
 	$(SNAKEMAKE) --cores $(CORES) sweeps

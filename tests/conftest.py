@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -68,7 +69,23 @@ def run_snakemake(
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole DAG on the tiny config, run once locally; returns the run's folder."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("tiny-local"))
-    run_snakemake(workdir, "--cores", "2", "--configfile", "tests/configs/tiny.yaml")
+    """The whole DAG on the tiny config, run once locally; returns the run's folder.
+
+    Under pytest-xdist (`make test` runs two workers) each worker has its own session, so the
+    run lives in the folder the workers share, behind a lock: the first worker to need it runs
+    it, the other waits and reuses it.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        workdir = copy_workflow(tmp_path_factory.mktemp("tiny-local"))
+        run_snakemake(workdir, "--cores", "2", "--configfile", "tests/configs/tiny.yaml")
+        return workdir
+    shared = tmp_path_factory.getbasetemp().parent
+    workdir, finished = shared / "tiny-local", shared / "tiny-local.finished"
+    with FileLock(str(shared / "tiny-local.lock")):
+        if not finished.exists():
+            if workdir.exists():  # a worker's earlier attempt failed: start clean
+                shutil.rmtree(workdir)
+            copy_workflow(workdir)
+            run_snakemake(workdir, "--cores", "2", "--configfile", "tests/configs/tiny.yaml")
+            finished.touch()
     return workdir

@@ -100,8 +100,11 @@ def test_ceiling_and_selection_tables(tiny_run: Path) -> None:
         factors = {1.0} if method == "frequency" else {1.0, 2.0}
         assert set(rows["lr_factor"]) == factors, method
     assert (selection.groupby(cell)["chosen"].sum() == 1).all()
-    best = on_first.loc[on_first.groupby(cell)["val_f1"].idxmax()]
+    trained = on_first[on_first["method"] != "frequency"]
+    best = trained.loc[trained.groupby(cell)["val_f1"].idxmax()]
     assert best["chosen"].all()
+    # the frequency baseline trains nothing: no validation F1 from training, not a 0.0
+    assert on_first.loc[on_first["method"] == "frequency", "val_f1"].isna().all()
     # The grid runs on the first seed; the second trains once, at the first seed's choice
     assert (selection["chosen_on_seed"] == first).all()
     later = selection[selection["seed"] == second].set_index(cell[1:])["lr_factor"]

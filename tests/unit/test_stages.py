@@ -307,3 +307,23 @@ def test_the_mlp_trains_in_the_teacher_phase(app: dict[str, Path], tmp_path: Pat
         tmp_path / "mlp.pt", "mlp",
     )  # fmt: skip
     assert len(header["history"]) == 1  # the teacher's one epoch, not the student's two
+
+
+def test_the_frequency_baseline_has_no_rate_to_choose(app: dict[str, Path], tmp_path: Path) -> None:
+    from packd.results_doc.results_page import _selection_lines
+    from packd.tables import selection_table
+
+    candidate = tmp_path / "seed1/syn/lstm/grid/frequency/lr1.pt"
+    candidate.parent.mkdir(parents=True)
+    train_student(
+        CELL, splits_of(app), TINY_SIZES, method_settings("frequency", CONFIG), TRAIN,
+        candidate, "frequency",
+    )  # fmt: skip
+    selection_path = tmp_path / "seed1/syn/lstm/frequency.selection.json"
+    selection = select_candidate([candidate], [1.0], tmp_path / "frequency.pt", selection_path)
+    # no epoch, so no validation F1 from training: not a 0.0 that reads as a score
+    assert selection["val_f1"] is None and selection["candidates"][0]["val_f1"] is None
+    table = selection_table([selection_path])
+    assert table["val_f1"].isna().all()
+    line = [row for row in _selection_lines(table) if "bit frequency" in row]
+    assert line == ["| syn | lstm | bit frequency | trains nothing: no rate to choose | n/a |"]

@@ -167,9 +167,15 @@ def train_teacher(
 
 
 def _selection_candidate(header: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
-    """A training run as the selection records it: its factor and best validation F1."""
-    best = max((record["val_f1"] for record in header["history"]), default=0.0)
+    """A training run as the selection records it: its factor and best validation F1 (None for
+    a model that trains nothing, such as the bit-frequency baseline: it has no epoch)."""
+    best = max((record["val_f1"] for record in header["history"]), default=None)
     return {"lr_factor": float(header["lr_factor"]), "val_f1": best, "path": str(path)}
+
+
+def _validation_f1(candidate: Mapping[str, Any]) -> float:
+    """The F1 a candidate is chosen by; one that trained nothing ranks last."""
+    return float("-inf") if candidate["val_f1"] is None else float(candidate["val_f1"])
 
 
 def _write_selection(
@@ -200,8 +206,13 @@ def select_candidate(
         header, state = load_checkpoint(Path(path))
         candidate = {**_selection_candidate(header, path), "lr_factor": float(factor)}
         candidates.append(candidate)
-        log.info("candidate lr x%g: best validation F1 %.4f", factor, candidate["val_f1"])
-    chosen = max(candidates, key=lambda candidate: candidate["val_f1"])
+        f1 = candidate["val_f1"]
+        log.info(
+            "candidate lr x%g: best validation F1 %s",
+            factor,
+            "none (it trains nothing)" if f1 is None else f"{f1:.4f}",
+        )
+    chosen = max(candidates, key=_validation_f1)
     header, state = load_checkpoint(Path(chosen["path"]))
     save_checkpoint(Path(checkpoint_path), state, header)
     log.info("chose lr x%g", chosen["lr_factor"])
