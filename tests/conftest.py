@@ -75,17 +75,20 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run lives in the folder the workers share, behind a lock: the first worker to need it runs
     it, the other waits and reuses it.
     """
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        workdir = copy_workflow(tmp_path_factory.mktemp("tiny-local"))
+
+    def run_in(workdir: Path) -> Path:
+        copy_workflow(workdir)
         run_snakemake(workdir, "--cores", "2", "--configfile", "tests/configs/tiny.yaml")
         return workdir
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return run_in(tmp_path_factory.mktemp("tiny-local"))
     shared = tmp_path_factory.getbasetemp().parent
     workdir, finished = shared / "tiny-local", shared / "tiny-local.finished"
     with FileLock(str(shared / "tiny-local.lock")):
         if not finished.exists():
             if workdir.exists():  # a worker's earlier attempt failed: start clean
                 shutil.rmtree(workdir)
-            copy_workflow(workdir)
-            run_snakemake(workdir, "--cores", "2", "--configfile", "tests/configs/tiny.yaml")
+            run_in(workdir)
             finished.touch()
     return workdir

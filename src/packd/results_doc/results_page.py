@@ -178,13 +178,13 @@ def _selection_lines(selection: pd.DataFrame) -> list[str]:
     ]
     for (app, arch, method), rows in first.groupby(["app", "arch", "method"], sort=False):
         chosen = rows[rows["chosen"].astype(bool)]["lr_factor"]
-        label = f"x{chosen.iloc[0]:g}" if len(chosen) else "n/a"
         if rows["val_f1"].isna().all():  # the bit-frequency baseline: no epoch, no rate
             tried, label = "trains nothing: no rate to choose", "n/a"
         else:
             tried = ", ".join(
                 f"x{row['lr_factor']:g}: {_fmt(row['val_f1'])}" for _, row in rows.iterrows()
             )
+            label = f"x{chosen.iloc[0]:g}" if len(chosen) else "n/a"
         lines.append(f"| {app} | {arch} | {method_label(method)} | {tried} | {label} |")
     return lines
 
