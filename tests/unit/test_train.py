@@ -9,6 +9,7 @@ from packd.train import (
     PhaseSettings,
     cosine_lr,
     predict_logits,
+    recompute_batchnorm_statistics,
     resolve_device,
     seed_everything,
     train_model,
@@ -187,3 +188,38 @@ def test_an_initial_candidate_is_kept_when_no_epoch_beats_it() -> None:
 def test_without_an_initial_candidate_epoch_0_is_not_scored() -> None:
     _, result = _train(epochs=2)
     assert [record["epoch"] for record in result.history] == [1, 2]
+
+
+def test_batchnorm_statistics_are_recomputed_on_the_training_inputs() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet", {"block": "basic", "layers": [1], "width": 2})
+    inputs = torch.randn(600, 10, 10) * 3.0 + 5.0
+    subset = inputs[torch.linspace(0, 599, 300).long()]
+    model.eval()
+    with torch.no_grad():
+        fresh_outputs = model(subset)
+        batch_outputs = model.train()(subset)  # every norm on the subset's own statistics
+    model.eval()
+    assert recompute_batchnorm_statistics(model, inputs, 300, 60, "cpu")  # 5 equal batches
+    assert not model.training  # the mode it was in is restored
+    stem_norm = model.stem[1]
+    assert stem_norm.momentum == 0.1  # the training momentum is back
+    with torch.no_grad():
+        stem_features = model.stem[0](subset.unsqueeze(1))
+        recomputed_outputs = model(subset)
+    assert torch.allclose(stem_norm.running_mean, stem_features.mean(dim=(0, 2, 3)), atol=1e-4)
+    # Scored with the recomputed statistics, eval mode is close to the subset's own batch
+    # statistics; with the fresh (0, 1) statistics it is far from them.
+    recomputed_gap = (recomputed_outputs - batch_outputs).abs().max()
+    assert recomputed_gap < 0.05 * (fresh_outputs - batch_outputs).abs().max()
+    assert not recompute_batchnorm_statistics(model, inputs, 0, 64, "cpu")
+    mixer = build_model("mixer", {"dim": 4, "depth": 1})  # LayerNorm only
+    assert not recompute_batchnorm_statistics(mixer, inputs, 8, 4, "cpu")
+
+
+def test_phase_settings_read_the_batchnorm_samples() -> None:
+    budget = {"epochs": 2, "lr": 0.01, "batch_size": 8, "patience": 1}
+    config = with_schema_defaults("train", {"teacher": budget, "student": budget}, SCHEMA)
+    assert PhaseSettings.from_config(config, "student", "resnet").bn_stats_samples == 8192
+    config["bn_stats_samples"] = 0
+    assert PhaseSettings.from_config(config, "teacher", "resnet").bn_stats_samples == 0
