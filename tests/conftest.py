@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,6 +14,16 @@ from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+
+def load_script(path: Path, name: str):
+    """A script outside the package (benchmarks_scripts/...) imported as a module named name."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # What a run of the workflow needs from the repository (results go to the copy, not the repo).
 WORKFLOW_PARTS = [
     "Snakefile",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +11,14 @@ import pytest
 import torch
 
 from packd.checkpoint import save_checkpoint
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks_scripts/batchnorm.py"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("batchnorm_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "batchnorm_bench")
 
 
 def _run(root: Path, swing: float, packd_gain: dict[int, float]) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from tests.conftest import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks_scripts/seeds.py"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("seeds_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "seeds_bench")
 
 
 def _main_table(differences: dict[int, float]) -> pd.DataFrame:
