@@ -25,6 +25,7 @@ from seeds import KD_COMPARISONS, interval_widths, run_description  # noqa: E402
 
 from packd.benchpage import write_page  # noqa: E402
 from packd.checkpoint import load_checkpoint  # noqa: E402
+from packd.tables.main import main_summary  # noqa: E402
 
 # Checkpoints with one training history each: (label, glob under results/)
 TRAINED = (
@@ -76,10 +77,10 @@ def history_summary(results: Path) -> pd.DataFrame:
 
 
 def method_means(main: pd.DataFrame) -> pd.Series:
-    """Test F1 (validation protocol) per method: the mean over cells in each seed, then seeds."""
-    ours = main[main["protocol"] == "validation"]
-    per_seed = ours.groupby(["method", "seed"])["f1"].mean()
-    return per_seed.groupby("method").mean()
+    """Test F1 (validation protocol) per method: the main summary's mean over cells in each
+    seed, then over seeds (its all-archs row)."""
+    summary = main_summary(main).set_index(["app", "arch"]).loc[("mean", "all")]
+    return summary[main["method"].unique()].astype(float).rename_axis("method")
 
 
 def compare(before: Path, after: Path) -> dict[str, pd.DataFrame]:
