@@ -1,8 +1,10 @@
 """How many seeds resolve the main table's differences, and what each seed costs.
 
 Usage: python benchmarks_scripts/seeds.py [--workdir .] [--cores 2] [--width 0.01]
-       [--sources] [--markdown docs/benchmarks/seeds.md]
-Reads a finished run's main table (results/tables/main.csv) and job benchmarks (benchmarks/),
+       [--sources] [--all-benchmarks] [--markdown docs/benchmarks/seeds.md]
+Reads a finished run's main table (results/tables/main.csv) and job benchmarks (benchmarks/:
+only the default target's jobs, as a forced dry run in the run folder lists them, unless
+--all-benchmarks),
 for example the default run extended with `--config seeds=[1,2,3,4,5,6,7,8]`. For the first n
 seeds, n = 2 .. all, it prints the 95% t interval of every comparison of the significance table
 (all archs: the mean over the run's cells in each seed, then over seeds; validation protocol),
@@ -21,6 +23,7 @@ import argparse
 import copy
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -37,6 +40,7 @@ SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.y
 # The comparisons between the KD methods, then the teacher's (the ceiling) and the rest
 KD_COMPARISONS = ("packd - no_kd", "packd - standard_kd", "standard_kd - no_kd")
 SEED_FOLDER = re.compile(r"/seed(\d+)/")
+BENCHMARK_LINE = re.compile(r"^\s*benchmark: (\S+)\s*$", re.MULTILINE)
 PAGE_NOTE = (
     "The default run's test micro-F1 differences (validation protocol, mean over its cells in "
     "each seed) with the seed as the unit of replication: for the first n seeds, the 95% t "
@@ -44,7 +48,9 @@ PAGE_NOTE = (
     "p-values, not these intervals) and, below, the seed sd. A width under the target is "
     "marked `*`. Seeds are nested: the first n seeds are the same models in every column. The "
     "job times are Snakemake's benchmarks of the same run; `shared` is every job without a "
-    "seed (tracing, datasets, tables). `job time / cores` is a lower bound on a run's wall "
+    "seed (tracing, datasets, tables). Only the default target's jobs count (those a forced dry "
+    "run at the run's seeds lists), not those of `frontier` or `sweeps` run in the same folder. "
+    "`job time / cores` is a lower bound on a run's wall "
     "time, not a measurement: docs/results.md has the default run's measured time."
 )
 
@@ -70,14 +76,44 @@ def interval_widths(main: pd.DataFrame, max_seeds: int | None = None) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def seed_job_seconds(benchmarks: Path) -> pd.Series:
-    """The jobs' own seconds per seed (0: the jobs without a seed), from Snakemake benchmarks."""
+def seed_job_seconds(benchmarks: Path, only: set[str] | None = None) -> pd.Series:
+    """The jobs' own seconds per seed (0: the jobs without a seed), from Snakemake benchmarks;
+    with only, just the benchmarks at those paths (relative to the run folder, as Snakemake
+    names them: benchmarks/...)."""
     seconds: dict[int, float] = {}
     for path in sorted(benchmarks.rglob("*.tsv")):
+        if (
+            only is not None
+            and f"{benchmarks.name}/{path.relative_to(benchmarks).as_posix()}" not in only
+        ):
+            continue
         match = SEED_FOLDER.search(path.as_posix())
         seed = int(match.group(1)) if match else 0
         seconds[seed] = seconds.get(seed, 0.0) + float(pd.read_csv(path, sep="\t")["s"].iloc[0])
     return pd.Series(seconds, name="job_seconds").sort_index()
+
+
+def dry_run_benchmarks(dry_run_text: str) -> set[str]:
+    """The benchmark paths of the jobs a Snakemake dry run lists."""
+    return set(BENCHMARK_LINE.findall(dry_run_text))
+
+
+def default_target_benchmarks(workdir: Path, configfile: Path, seeds: list[int]) -> set[str]:
+    """The benchmark paths of the default target's jobs at these seeds: what a forced dry run
+    in the run folder would run. A folder also used for `frontier` or `sweeps` holds their
+    benchmarks too, and they are no part of a seed's cost in the default run."""
+    command = [
+        sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--cores", "1",
+        "--configfile", str(configfile.resolve()),
+        "--config", f"seeds=[{','.join(map(str, seeds))}]",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"dry run of the default target failed:\n{result.stderr[-2000:]}")
+    benchmarks = dry_run_benchmarks(result.stdout)
+    if not benchmarks:
+        raise SystemExit("the dry run of the default target lists no benchmark")
+    return benchmarks
 
 
 def whole_splits(workdir: Path, config: dict, app: str, scratch: Path) -> dict[str, Path]:
@@ -256,6 +292,11 @@ def main() -> None:
     )
     parser.add_argument("--configfile", type=Path, default=Path("config.yaml"))
     parser.add_argument("--markdown", type=Path, help="write the benchmark page here")
+    parser.add_argument(
+        "--all-benchmarks",
+        action="store_true",
+        help="count every benchmark under the run folder, not only the default target's jobs",
+    )
     args = parser.parse_args()
     main_csv = args.workdir / "results/tables/main.csv"
     if not main_csv.exists():
@@ -273,7 +314,11 @@ def main() -> None:
         if drift > 1e-6:
             raise SystemExit(f"rescoring does not reproduce the main table (off by {drift:.2g})")
         sources = source_sds(rescored)
-    costs = seed_job_seconds(args.workdir / "benchmarks")
+    only = None
+    if not args.all_benchmarks:
+        seeds = sorted(int(seed) for seed in main_rows["seed"].unique())
+        only = default_target_benchmarks(args.workdir, args.configfile, seeds)
+    costs = seed_job_seconds(args.workdir / "benchmarks", only)
     text = render(widths, costs, args.cores, args.width, sources)
     print(text, end="")
     if args.markdown:

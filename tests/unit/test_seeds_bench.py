@@ -70,6 +70,32 @@ def test_job_seconds_are_summed_per_seed_folder(tmp_path):
     assert costs.to_dict() == {0: 7.0, 1: 120.0, 12: 30.0}
 
 
+def test_only_the_listed_benchmarks_count(tmp_path):
+    seeds = _load_script()
+    for relative, seconds in {
+        "students/seed2/bc/resnet/no_kd.tsv": 20.0,
+        "students/seed2/bc/resnet/roast-x4.tsv": 90.0,
+        "teachers/seed2/bc/resnet/replicate.tsv": 100.0,
+    }.items():
+        path = tmp_path / "benchmarks" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\th:m:s\n{seconds}\t0:00:00\n")
+    dry_run = (
+        "rule train_student:\n"
+        "    log: logs/students/seed2/bc/resnet/no_kd.log\n"
+        "    benchmark: benchmarks/students/seed2/bc/resnet/no_kd.tsv\n"
+        "rule replicate_teacher:\n"
+        "    benchmark: benchmarks/teachers/seed2/bc/resnet/replicate.tsv\n"
+    )
+    only = seeds.dry_run_benchmarks(dry_run)
+    assert only == {
+        "benchmarks/students/seed2/bc/resnet/no_kd.tsv",
+        "benchmarks/teachers/seed2/bc/resnet/replicate.tsv",
+    }
+    assert seeds.seed_job_seconds(tmp_path / "benchmarks", only).to_dict() == {2: 120.0}
+    assert seeds.seed_job_seconds(tmp_path / "benchmarks").to_dict() == {2: 210.0}
+
+
 def test_the_script_writes_its_page(tmp_path):
     workdir = tmp_path / "run"
     (workdir / "results/tables").mkdir(parents=True)
@@ -79,7 +105,15 @@ def test_the_script_writes_its_page(tmp_path):
     (bench / "no_kd.tsv").write_text("s\th:m:s\n60.0\t0:01:00\n")
     page = tmp_path / "seeds.md"
     subprocess.run(
-        [sys.executable, str(SCRIPT), "--workdir", str(workdir), "--markdown", str(page)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--workdir",
+            str(workdir),
+            "--markdown",
+            str(page),
+            "--all-benchmarks",  # a bare folder: no workflow to dry-run
+        ],
         check=True,
         capture_output=True,
         text=True,
