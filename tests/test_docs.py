@@ -311,13 +311,21 @@ def test_frontier_page_reads_its_numbers_from_the_table() -> None:
 
 
 def test_frontier_time_counts_only_the_frontiers_own_jobs() -> None:
-    logs = [Path("logs/students/seed1/bc/lstm/roast-x0.5.log"),
-            Path("logs/evaluate/seed1/bc/lstm/roast-x0.5.log"),
-            Path("logs/students/seed1/bc/lstm/roast.log")]  # fmt: skip
-    benchmarks = [Path("benchmarks/students/seed1/bc/lstm/roast-x0.5.tsv"),
+    frontier_only = [Path("logs/students/seed2/bc/lstm/roast-x0.5.log"),
+                     Path("logs/evaluate/seed1/bc/lstm/roast-x0.5.log"),
+                     Path("logs/students/seed1/bc/lstm/grid/roast-x0.5/lr2.log"),
+                     Path("logs/students/seed1/bc/lstm/roast-x0.5.select.log"),
+                     Path("logs/blockwise/seed1/bc/lstm/block0.log")]  # fmt: skip
+    default_run = [Path("logs/students/seed1/bc/lstm/roast.log"),
+                   Path("logs/students/seed1/bc/lstm/grid/packd/lr1.log"),
+                   Path("logs/students/seed1/bc/lstm/no_kd.select.log")]  # fmt: skip
+    benchmarks = [Path("benchmarks/students/seed1/bc/lstm/grid/roast-x0.5/lr1.tsv"),
+                  Path("benchmarks/blockwise/seed1/bc/lstm/activations.tsv"),
                   Path("benchmarks/students/seed1/bc/lstm/no_kd.tsv")]  # fmt: skip
-    own_logs, own_benchmarks = frontier_logs_and_benchmarks(logs, benchmarks, ["roast-x0.5"])
-    assert own_logs == logs[:2] and own_benchmarks == benchmarks[:1]
+    own_logs, own_benchmarks = frontier_logs_and_benchmarks(
+        frontier_only + default_run, benchmarks, ["roast-x0.5", "blockwise"]
+    )
+    assert own_logs == frontier_only and own_benchmarks == benchmarks[:2]
 
 
 def test_sweeps_time_counts_only_the_sweeps_own_jobs() -> None:

@@ -109,12 +109,19 @@ def run_time_line(
 def frontier_logs_and_benchmarks(
     log_paths: Sequence[Path], benchmark_paths: Sequence[Path], models: Sequence[str]
 ) -> tuple[list[Path], list[Path]]:
-    """The logs and benchmarks of the jobs that only the frontier target runs: the students of
-    its other budgets and their evaluations (named after models, e.g. roast-x4)."""
+    """The logs and benchmarks of the jobs that only the frontier target runs (models: its
+    models that the default run lacks, e.g. roast-x4): their learning-rate candidates
+    (grid/<model>/lr*), selections (<model>.select), final students and evaluations, and the
+    blockwise stage's jobs (logs/blockwise/..., the folder named after the blockwise model)."""
     names = set(models)
+
+    def frontier_only(path: Path) -> bool:
+        parts = (*path.parent.parts, path.stem.removesuffix(".select"))
+        return any(part in names for part in parts)
+
     return (
-        [path for path in log_paths if path.stem in names],
-        [path for path in benchmark_paths if path.stem in names],
+        [path for path in log_paths if frontier_only(path)],
+        [path for path in benchmark_paths if frontier_only(path)],
     )
 
 
