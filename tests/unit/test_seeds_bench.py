@@ -55,31 +55,39 @@ def test_widths_follow_the_t_interval_of_the_first_n_seeds():
     assert packd.loc[4, "width"] < packd.loc[3, "width"]
 
 
-def test_job_seconds_are_summed_per_seed_folder(tmp_path):
-    seeds = _load_script()
-    for relative, seconds in {
-        "teachers/seed1/bc/resnet/grid/lr1.tsv": 100.0,
-        "students/seed1/bc/resnet/no_kd.tsv": 20.0,
-        "students/seed12/bc/resnet/no_kd.tsv": 30.0,
-        "traces/trace_app-bc.tsv": 7.0,
-    }.items():
-        path = tmp_path / relative
+def _write_benchmarks(root: Path, seconds_by_path: dict[str, float]) -> None:
+    """Snakemake benchmark files under root, each with its job's seconds."""
+    for relative, seconds in seconds_by_path.items():
+        path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"s\th:m:s\n{seconds}\t0:00:00\n")
+
+
+def test_job_seconds_are_summed_per_seed_folder(tmp_path):
+    seeds = _load_script()
+    _write_benchmarks(
+        tmp_path,
+        {
+            "teachers/seed1/bc/resnet/grid/lr1.tsv": 100.0,
+            "students/seed1/bc/resnet/no_kd.tsv": 20.0,
+            "students/seed12/bc/resnet/no_kd.tsv": 30.0,
+            "traces/trace_app-bc.tsv": 7.0,
+        },
+    )
     costs = seeds.seed_job_seconds(tmp_path)
     assert costs.to_dict() == {0: 7.0, 1: 120.0, 12: 30.0}
 
 
 def test_only_the_listed_benchmarks_count(tmp_path):
     seeds = _load_script()
-    for relative, seconds in {
-        "students/seed2/bc/resnet/no_kd.tsv": 20.0,
-        "students/seed2/bc/resnet/roast-x4.tsv": 90.0,
-        "teachers/seed2/bc/resnet/replicate.tsv": 100.0,
-    }.items():
-        path = tmp_path / "benchmarks" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"s\th:m:s\n{seconds}\t0:00:00\n")
+    _write_benchmarks(
+        tmp_path / "benchmarks",
+        {
+            "students/seed2/bc/resnet/no_kd.tsv": 20.0,
+            "students/seed2/bc/resnet/roast-x4.tsv": 90.0,
+            "teachers/seed2/bc/resnet/replicate.tsv": 100.0,
+        },
+    )
     dry_run = (
         "rule train_student:\n"
         "    log: logs/students/seed2/bc/resnet/no_kd.log\n"

@@ -106,6 +106,11 @@ def run_time_line(
     )
 
 
+def _job_name_parts(path: Path) -> tuple[str, ...]:
+    """A job record's folders and its job's name (a selection's <model>.select: the model)."""
+    return (*path.parent.parts, path.stem.removesuffix(".select"))
+
+
 def frontier_logs_and_benchmarks(
     log_paths: Sequence[Path], benchmark_paths: Sequence[Path], models: Sequence[str]
 ) -> tuple[list[Path], list[Path]]:
@@ -116,8 +121,7 @@ def frontier_logs_and_benchmarks(
     names = set(models)
 
     def frontier_only(path: Path) -> bool:
-        parts = (*path.parent.parts, path.stem.removesuffix(".select"))
-        return any(part in names for part in parts)
+        return any(part in names for part in _job_name_parts(path))
 
     return (
         [path for path in log_paths if frontier_only(path)],
@@ -139,7 +143,7 @@ def sweep_logs_and_benchmarks(
     def sweep_only(path: Path) -> bool:
         # A variant's own jobs: its learning-rate candidates (grid/<variant>/lr*), its selection
         # (<variant>.select), its final student and its evaluation
-        parts = (*path.parent.parts, path.stem.removesuffix(".select"))
+        parts = _job_name_parts(path)
         if path.stem.startswith("sweep_") or any(
             isinstance(variant_of(part), SweepVariant) for part in parts
         ):
