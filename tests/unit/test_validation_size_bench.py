@@ -57,3 +57,40 @@ def test_a_comparison_is_the_seed_unit_t_interval_of_the_mean_over_cells() -> No
     # standard_kd - no_kd is the same in every seed: no spread
     assert summary.loc["standard_kd - no_kd", "sd"] == pytest.approx(0.0, abs=1e-12)
     assert summary.loc["standard_kd - no_kd", "mean"] == pytest.approx(0.01)
+
+
+def test_each_rule_replaces_one_validation_choice() -> None:
+    bench = _load_script()
+    header = {
+        "best_epoch": 2,
+        "history": [
+            {"epoch": 1, "test_f1_val_threshold": 0.30, "test_f1_best_threshold": 0.40},
+            {"epoch": 2, "test_f1_val_threshold": 0.31, "test_f1_best_threshold": 0.33},
+            {"epoch": 3, "test_f1_val_threshold": 0.35, "test_f1_best_threshold": 0.36},
+        ],
+    }
+    assert bench.rule_scores(header) == {
+        "kept epoch, val threshold": 0.31,
+        "kept epoch, test-best threshold": 0.33,
+        "last epoch, val threshold": 0.35,
+        "last epoch, test-best threshold": 0.36,
+    }
+
+
+def test_render_reports_every_rules_sd() -> None:
+    bench = _load_script()
+    rng = np.random.default_rng(0)
+    rows = [
+        {"seed": seed, "app": app, "arch": "resnet", "method": method}
+        | {rule: 0.3 + rng.normal(0, 0.01) for rule in bench.RULES}
+        for seed in (1, 2, 3)
+        for app in ("bc", "sssp")
+        for method in bench.METHODS
+    ]
+    scores = pd.DataFrame(rows)
+    text = bench.render({"the run": scores})
+    sd = bench.comparison_summary(scores, "last epoch, test-best threshold").loc[
+        "packd - no_kd", "sd"
+    ]
+    assert f"{sd:.4f}" in text.split("seed sd")[1]
+    assert all(rule in text for rule in bench.RULES)
